@@ -1,0 +1,2 @@
+"""MCD-AVQA: Mutual Correlation Distillation for audio-visual question answering."""
+__version__ = "0.1.0"
