@@ -1,0 +1,122 @@
+"""Question-answer batches over cached clip features, grouped by video.
+
+A batch holds all questions of a few videos: each clip's features are loaded once per batch and expanded to its
+questions, and the model's contrastive loss knows which rows share a clip (`video_index`), so same-video pairs are
+never used as negatives.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+from mcd.data.text_bank import TextBank, object_phrases
+from mcd.vocab import answer_to_index
+
+
+@dataclass
+class Batch:
+    """Model inputs for a batch of questions plus what evaluation needs to report them."""
+
+    visual: torch.Tensor          # [B,T,P,Dv]
+    audio: torch.Tensor           # [B,T,Da]
+    question: torch.Tensor        # [B,L,Dt]
+    question_mask: torch.Tensor   # [B,L]
+    objects: torch.Tensor         # [B,K,Dt]
+    objects_mask: torch.Tensor    # [B,K]
+    objects_kind: torch.Tensor    # [B,K]
+    labels: torch.Tensor          # [B]
+    video_index: torch.Tensor     # [B]
+    question_ids: list[int]
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        return dict(visual=self.visual, audio=self.audio, question=self.question, question_mask=self.question_mask,
+                    objects=self.objects, objects_mask=self.objects_mask, objects_kind=self.objects_kind,
+                    labels=self.labels, video_index=self.video_index)
+
+
+def record_objects(record) -> tuple[list[str], list[int]]:
+    """The text objects of an annotated record (its keywords and type words)."""
+    return object_phrases(record.keywords, record.modality, record.kind)
+
+
+class VideoGroupedBatches:
+    """Batches of whole videos' questions (~`batch_size` questions each); reshuffled per epoch; DDP-aware.
+
+    With `world_size > 1` every rank builds the same shuffled batch list and keeps every `world_size`-th batch,
+    dropping the tail so all ranks run the same number of steps (DDP would hang otherwise).
+    """
+
+    def __init__(self, records: Sequence, batch_size: int, shuffle: bool, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.by_video: dict[str, list[int]] = {}
+        for i, r in enumerate(records):
+            self.by_video.setdefault(r.video_id, []).append(i)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        videos = sorted(self.by_video)
+        if self.shuffle:
+            random.Random(self.seed * 100_003 + self.epoch).shuffle(videos)
+        batches, current = [], []
+        for v in videos:
+            current.extend(self.by_video[v])
+            if len(current) >= self.batch_size:
+                batches.append(current)
+                current = []
+        if current:
+            batches.append(current)
+        if self.world_size > 1:
+            usable = len(batches) - len(batches) % self.world_size
+            batches = batches[self.rank:usable:self.world_size]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+class QADataset(torch.utils.data.Dataset):
+    """Indexable records; `collate` turns a list of indices' items into a `Batch`.
+
+    `load_features(video_id) -> {"visual": [T,P,Dv], "audio": [T,Da]}` is a FeatureCache.load or a reader of the
+    released MUSIC-AVQA features; `text_bank` holds the encoded questions and objects.
+    """
+
+    def __init__(self, records: Sequence, load_features: Callable[[str], dict], text_bank: TextBank):
+        self.records = list(records)
+        self.load_features = load_features
+        self.text_bank = text_bank
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        return self.records[i]
+
+    def collate(self, records: Sequence) -> Batch:
+        video_ids = list(dict.fromkeys(r.video_id for r in records))
+        feats = [self.load_features(v) for v in video_ids]
+        slot = {v: i for i, v in enumerate(video_ids)}
+        video_index = torch.tensor([slot[r.video_id] for r in records], dtype=torch.long)
+        visual = torch.stack([f["visual"] for f in feats])[video_index]
+        audio = torch.stack([f["audio"] for f in feats])[video_index]
+        question, question_mask = self.text_bank.questions([r.question for r in records])
+        objects, objects_mask, objects_kind = self.text_bank.objects([record_objects(r) for r in records])
+        labels = torch.tensor([answer_to_index(r.answer) for r in records], dtype=torch.long)
+        return Batch(visual, audio, question, question_mask, objects, objects_mask, objects_kind, labels,
+                     video_index, [r.question_id for r in records])
+
+    def loader(self, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0,
+               rank: int = 0, world_size: int = 1) -> torch.utils.data.DataLoader:
+        sampler = VideoGroupedBatches(self.records, batch_size, shuffle, seed, rank, world_size)
+        return torch.utils.data.DataLoader(self, batch_sampler=sampler, collate_fn=self.collate,
+                                           num_workers=num_workers, persistent_workers=num_workers > 0)
