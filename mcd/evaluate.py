@@ -342,10 +342,24 @@ def evaluate_predictions_file(args: argparse.Namespace) -> int:
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> int:
-    """`mcd evaluate --checkpoint DIR --data OUT [--split test] --predictions PRED.jsonl --report REPORT.json`.
+    """`mcd evaluate --checkpoint DIR --data OUT [--split test] [--features CACHE] --predictions PRED.jsonl
+    --report REPORT.json`: predict every question of the split (clips decoded from their files unless a feature
+    cache is given), then score, write and print through `finish`."""
+    from mcd.checkpoint import CheckpointError
+    from mcd.data.features import FeatureCacheError
+    from mcd.inference import predict_split
 
-    To be completed with the pipeline: produce one row per question of `OUT/avqa-<split>.json`
-    ({"question_id", "pred", "score", "teacher_pred", "top5"}), then
-    `finish(rows, _load_records(annotations_path), args.report, args.predictions)` validates, writes and prints.
-    """
-    raise CLIError("checkpoint evaluation needs the pipeline; not available yet")
+    if args.data is None:
+        raise CLIError("--checkpoint needs --data OUT (the benchmark folder with avqa-<split>.json and videos/)")
+    if args.annotations is not None:
+        raise CLIError("--annotations is for scoring a predictions file; with --checkpoint use --data and --split")
+    split = args.split or "test"
+    try:
+        rows, records = predict_split(args.checkpoint, args.data, split, features=args.features,
+                                      batch_size=args.batch_size or 128)
+    except (CheckpointError, FeatureCacheError, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from None
+    except ValueError as exc:  # annotation errors
+        raise CLIError(str(exc)) from None
+    finish(rows, records, args.report, args.predictions)
+    return 0

@@ -1,0 +1,219 @@
+"""Load a checkpoint once; answer questions about clips with answers, clues and the teacher/student view.
+
+Data flow (DESIGN §2): clip -> media.decode -> encoders (cached by the clip's content hash) -> all questions at
+once: parse -> text encoder -> one batched MCD forward with the clip's features shared -> result objects. Asking
+new questions about a clip already seen neither decodes nor encodes it again.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mcd import media, ood
+from mcd.checkpoint import load_checkpoint
+from mcd.data.text_bank import object_phrases
+from mcd.encoders.encoder_set import EncoderSet
+from mcd.questions import EmptyQuestionError, parse
+from mcd.vocab import ANSWERS
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mcd-synth"
+MAX_QUESTIONS = 20
+
+
+class QuestionsError(ValueError):
+    """No questions, too many, or an empty one: the message says which."""
+
+
+@dataclass
+class ClipFeatures:
+    """A decoded and encoded clip: what the model needs plus what the UI shows."""
+
+    key: str
+    clip: media.DecodedClip
+    visual: torch.Tensor   # [T,P,Dv]
+    audio: torch.Tensor    # [T,Da]
+    ood_score: float
+    timings: dict
+
+
+@dataclass
+class QuestionResult:
+    question: str
+    type: str
+    keywords: list[str]
+    note: str | None
+    answer: str
+    confidence: float
+    top5: list[tuple[str, float]]
+    teacher_answer: str
+    teacher_confidence: float
+    agree: bool
+    js_divergence: float
+    cos_q_v: float
+    cos_q_a: float
+    student_probs: np.ndarray          # [C]
+    teacher_probs: np.ndarray          # [C]
+    objects: list[str]
+    clues: dict[str, np.ndarray]       # association [2T,2T], visual_low [T,P], audio_low [T], visual_high [T], ...
+
+    def summary(self, timestamps: np.ndarray, k: int = 3) -> dict:
+        """JSON-ready: everything but the arrays, plus the most attended seconds."""
+        def top_seconds(weights: np.ndarray) -> list[float]:
+            return [round(float(timestamps[i]), 2) for i in np.argsort(-weights)[:k]]
+        visual_t = self.clues["visual_high"] if "visual_high" in self.clues else self.clues["visual_low"].sum(-1)
+        return {
+            "question": self.question, "type": self.type, "keywords": self.keywords, "note": self.note,
+            "answer": self.answer, "confidence": round(self.confidence, 4),
+            "top5": [[a, round(p, 4)] for a, p in self.top5],
+            "teacher_answer": self.teacher_answer, "teacher_confidence": round(self.teacher_confidence, 4),
+            "agree": self.agree, "js_divergence": round(self.js_divergence, 4),
+            "cos_q_v": round(self.cos_q_v, 4), "cos_q_a": round(self.cos_q_a, 4),
+            "clues": {"audio_seconds": top_seconds(self.clues["audio_high"]),
+                      "visual_seconds": top_seconds(visual_t),
+                      "objects": {o: round(float(w), 4) for o, w in zip(self.objects, self.clues["objects"])}},
+        }
+
+
+@dataclass
+class AnswerSet:
+    clip: ClipFeatures
+    results: list[QuestionResult]
+    timings: dict = field(default_factory=dict)
+
+    def clip_summary(self, ood_threshold: float | None) -> dict:
+        c = self.clip.clip
+        return {"duration_s": round(c.duration, 2), "T": c.T, "has_audio": c.has_audio,
+                "width": c.width, "height": c.height, "ood_score": round(self.clip.ood_score, 3),
+                "out_of_domain": bool(ood_threshold is not None and self.clip.ood_score > ood_threshold)}
+
+
+def split_questions(text_or_list: str | list[str], limit: int = MAX_QUESTIONS) -> list[str]:
+    """One question per non-empty line; 1..limit of them, else a QuestionsError a person can act on."""
+    lines = text_or_list.splitlines() if isinstance(text_or_list, str) else list(text_or_list)
+    questions = [q.strip() for q in lines if q and q.strip()]
+    if not questions:
+        raise QuestionsError("Please type at least one question (one per line).")
+    if len(questions) > limit:
+        raise QuestionsError(f"{len(questions)} questions were given; at most {limit} per request, please.")
+    return questions
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon divergence in bits (0 = identical, 1 = disjoint)."""
+    p, q = np.clip(p, 1e-12, 1), np.clip(q, 1e-12, 1)
+    m = 0.5 * (p + q)
+    return float(0.5 * (p * np.log2(p / m)).sum() + 0.5 * (q * np.log2(q / m)).sum())
+
+
+class Pipeline:
+    """One loaded checkpoint serving many requests; thread-safe (the Gradio queue runs events concurrently)."""
+
+    def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT, cache_clips: int = 32,
+                 limits: media.MediaLimits | None = None):
+        self.checkpoint_dir = Path(checkpoint)
+        loaded = load_checkpoint(self.checkpoint_dir)
+        self.config = loaded.config
+        self.metrics = loaded.metrics if hasattr(loaded, "metrics") else {}
+        self.model = loaded.model.eval()
+        self.encoders = EncoderSet.from_specs(self.config["encoders"], loaded.extra_tensors)
+        self.T = int(self.config.get("T", self.model.config.T))
+        self.ood = self.config.get("ood")
+        self.limits = limits or media.MediaLimits()
+        self._clips: OrderedDict[str, ClipFeatures] = OrderedDict()
+        self._cache_clips = cache_clips
+        self._lock = threading.Lock()
+
+    @property
+    def ood_threshold(self) -> float | None:
+        return None if not self.ood else float(self.ood["threshold"])
+
+    # -- clip side ----------------------------------------------------------------------------------------------
+    def clip_features(self, path: str | Path) -> ClipFeatures:
+        """Decode + encode a clip, or return the cached result for the same file content."""
+        key = media.content_hash(path)
+        with self._lock:
+            if key in self._clips:
+                self._clips.move_to_end(key)
+                return self._clips[key]
+        t0 = time.perf_counter()
+        clip = media.decode(path, T=self.T, limits=self.limits)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            visual = self.encoders.visual.encode(clip.frames).float()
+            audio = self.encoders.audio.encode(clip.audio_segments).float()
+        t2 = time.perf_counter()
+        feats = ClipFeatures(key, clip, visual, audio, self.ood_score(visual, audio),
+                             {"decode_s": t1 - t0, "encode_s": t2 - t1})
+        with self._lock:
+            self._clips[key] = feats
+            while len(self._clips) > self._cache_clips:
+                self._clips.popitem(last=False)
+        return feats
+
+    def ood_score(self, visual: torch.Tensor, audio: torch.Tensor) -> float:
+        return ood.score(self.ood, visual, audio)
+
+    # -- question side ------------------------------------------------------------------------------------------
+    def answer(self, path: str | Path, questions: str | list[str]) -> AnswerSet:
+        """Answer 1..20 questions about one clip in one batched forward."""
+        questions = split_questions(questions)
+        parsed = []
+        for q in questions:
+            try:
+                parsed.append(parse(q))
+            except EmptyQuestionError as exc:
+                raise QuestionsError(str(exc)) from exc
+        t0 = time.perf_counter()
+        feats = self.clip_features(path)
+        t1 = time.perf_counter()
+        results = self.answer_features(feats.visual, feats.audio, parsed)
+        t2 = time.perf_counter()
+        timings = {**feats.timings, "features_s": t1 - t0, "model_s": t2 - t1}
+        return AnswerSet(feats, results, timings)
+
+    @torch.no_grad()
+    def answer_features(self, visual: torch.Tensor, audio: torch.Tensor, parsed: list) -> list[QuestionResult]:
+        n = len(parsed)
+        text = self.encoders.text
+        tokens, mask = text.encode_questions([p.text for p in parsed])
+        objs = [object_phrases(p.keywords, p.modality, p.kind) for p in parsed]
+        k = max([len(o[0]) for o in objs] + [1])
+        objects = torch.zeros(n, k, text.dim)
+        objects_mask = torch.zeros(n, k, dtype=torch.bool)
+        objects_kind = torch.zeros(n, k, dtype=torch.long)
+        for i, (phrases, kinds) in enumerate(objs):
+            if phrases:
+                objects[i, :len(phrases)] = text.encode_phrases(phrases).float()
+                objects_mask[i, :len(phrases)] = True
+                objects_kind[i, :len(phrases)] = torch.tensor(kinds)
+        out = self.model(visual=visual.unsqueeze(0).expand(n, *visual.shape),
+                         audio=audio.unsqueeze(0).expand(n, *audio.shape),
+                         question=tokens.float(), question_mask=mask, objects=objects, objects_mask=objects_mask,
+                         objects_kind=objects_kind)
+        student = out.logits.float().softmax(-1).numpy()
+        teacher = out.teacher_logits.float().softmax(-1).numpy()
+        cos_v = torch.nn.functional.cosine_similarity(out.z_q, out.z_v, dim=-1).numpy()
+        cos_a = torch.nn.functional.cosine_similarity(out.z_q, out.z_a, dim=-1).numpy()
+        clues = {name: t.float().numpy() for name, t in out.clues.items()}
+        results = []
+        for i, p in enumerate(parsed):
+            order = np.argsort(-student[i])[:5]
+            s_best, t_best = int(order[0]), int(teacher[i].argmax())
+            n_obj = len(objs[i][0])
+            q_clues = {name: arr[i] for name, arr in clues.items()}
+            q_clues["objects"] = q_clues["objects"][:n_obj]
+            results.append(QuestionResult(
+                question=p.text, type=p.type, keywords=list(p.keywords), note=p.note,
+                answer=ANSWERS[s_best], confidence=float(student[i, s_best]),
+                top5=[(ANSWERS[int(j)], float(student[i, j])) for j in order],
+                teacher_answer=ANSWERS[t_best], teacher_confidence=float(teacher[i, t_best]),
+                agree=s_best == t_best, js_divergence=js_divergence(student[i], teacher[i]),
+                cos_q_v=float(cos_v[i]), cos_q_a=float(cos_a[i]),
+                student_probs=student[i], teacher_probs=teacher[i], objects=objs[i][0], clues=q_clues))
+        return results

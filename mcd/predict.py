@@ -1,0 +1,51 @@
+"""`mcd predict --checkpoint DIR --video FILE --question Q [--question Q ...]`: answers as JSON.
+
+One JSON object: the clip summary and, per question, answer, confidence, top-5, teacher answer, agreement, type,
+keywords and a clue summary (the most attended seconds). The same code path as the demo (mcd.pipeline).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from mcd.pipeline import DEFAULT_CHECKPOINT
+
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder")
+    p.add_argument("--video", required=True, type=Path, help="clip to ask about")
+    p.add_argument("--question", action="append", default=[], help="a question (repeatable)")
+    p.add_argument("--questions-file", type=Path, help="a text file with one question per line")
+    p.add_argument("--out", type=Path, help="also write the JSON here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mcd import media
+    from mcd.checkpoint import CheckpointError
+    from mcd.cli import CLIError
+    from mcd.pipeline import Pipeline, QuestionsError
+
+    questions = list(args.question)
+    if args.questions_file:
+        if not args.questions_file.exists():
+            raise CLIError(f"questions file {args.questions_file} does not exist")
+        questions += args.questions_file.read_text().splitlines()
+    try:
+        pipe = Pipeline(args.checkpoint)
+        answers = pipe.answer(args.video, questions)
+    except (CheckpointError, QuestionsError) as exc:
+        raise CLIError(str(exc)) from exc
+    except media.MediaError as exc:
+        raise CLIError(exc.user_message) from exc
+    timestamps = answers.clip.clip.timestamps
+    payload = {"video": str(args.video), "checkpoint": str(args.checkpoint),
+               "clip": answers.clip_summary(pipe.ood_threshold),
+               "answers": [r.summary(timestamps) for r in answers.results]}
+    text = json.dumps(payload, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    sys.stdout.write(text + "\n")
+    return 0

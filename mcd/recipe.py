@@ -1,0 +1,123 @@
+"""Training recipes: one JSON file says which data, which encoders, which model and how to train it.
+
+`mcd/config.py` holds the model's own config (what a checkpoint needs to rebuild the network); a recipe adds
+what only training needs (paths, optimisation, seeds). Paths in a recipe are relative to the working directory
+(the repository root in the documented commands). `--set section.key=value` overrides any field, which is how
+`bench/ablations.py` derives its variants from one recipe.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+class RecipeError(ValueError):
+    """A recipe file that is missing, not JSON, or has fields we do not know."""
+
+
+@dataclass
+class DataSection:
+    root: str = "data/synth"            # benchmark folder: avqa-<split>.json (+ videos/)
+    features: str = "cache/synth"       # FeatureCache folder written by `mcd extract`
+    format: str = "cache"               # "cache" (mcd extract) or "released" (MUSIC-AVQA .npy features)
+    audio_dir: str | None = None        # released features only
+    visual_dir: str | None = None
+    spatial_dir: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+
+
+@dataclass
+class SynthSection:
+    """How `scripts/reproduce.sh` generates the benchmark for this recipe (ignored by `mcd train`)."""
+    videos: int = 3000
+    seed: int = 0
+    splits: str = "train=0.8,val=0.1,test=0.1"
+    test_videos: int = 300
+    test_seed: int = 12345
+
+
+@dataclass
+class TrainSection:
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    seed: int = 0
+    num_workers: int = 0
+    head: str = "student"               # which head decides at evaluation ("teacher" = decision-level baseline)
+    patience: int | None = None         # stop after this many epochs without a better val accuracy
+
+
+@dataclass
+class Recipe:
+    name: str = "unnamed"
+    description: str = ""
+    data: DataSection = field(default_factory=DataSection)
+    synth: SynthSection = field(default_factory=SynthSection)
+    encoders: str = "runs/encoders"     # `mcd pretrain-encoders` folder (or a checkpoint) with the frozen encoders
+    model: dict = field(default_factory=dict)   # MCDConfig overrides (feature dims come from the encoders)
+    train: TrainSection = field(default_factory=TrainSection)
+    out: str = "runs/unnamed"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        d = copy.deepcopy(d)
+        sections = {"data": DataSection, "synth": SynthSection, "train": TrainSection}
+        _check_keys(d, cls, "recipe")
+        kwargs = {}
+        for k, v in d.items():
+            if k in sections:
+                if not isinstance(v, dict):
+                    raise RecipeError(f"recipe section {k!r} must be an object, got {type(v).__name__}")
+                _check_keys(v, sections[k], f"recipe section {k!r}")
+                kwargs[k] = sections[k](**v)
+            else:
+                kwargs[k] = v
+        return cls(**kwargs)
+
+
+def _check_keys(d: dict, cls, where: str) -> None:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise RecipeError(f"{where} has unknown fields {unknown}; known: {sorted(known)}")
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    path = Path(path)
+    if not path.exists():
+        raise RecipeError(f"recipe {path} does not exist (see configs/ for the shipped recipes)")
+    try:
+        d = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RecipeError(f"recipe {path} is not valid JSON: {exc}") from exc
+    for item in overrides or []:
+        apply_override(d, item)
+    return Recipe.from_dict(d)
+
+
+def apply_override(d: dict, item: str) -> None:
+    """`section.key=value` (value parsed as JSON when it parses, else kept as a string)."""
+    if "=" not in item:
+        raise RecipeError(f"--set wants section.key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    parts = key.split(".")
+    node = d
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"--set {key}: {p!r} is not a section")
+    node[parts[-1]] = value

@@ -1,0 +1,224 @@
+"""`mcd train --config configs/NAME.json`: the plain training loop (nanoGPT-style: no framework).
+
+Adam with linear warm-up and cosine decay, gradient clipping, the best-on-val checkpoint, a JSONL log, resume from
+`OUT/last.pt`, seeds. Multi-process data parallel through `torchrun` (gloo on CPU, nccl on GPU): every rank sees
+its own share of the video-grouped batches; rank 0 evaluates, logs and saves.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mcd import ood
+from mcd.config import MCDConfig
+from mcd.data.dataset import QADataset, record_objects
+from mcd.data.features import FeatureCache
+from mcd.data.music_avqa import load_annotations
+from mcd.data.text_bank import TextBank
+from mcd.inference import accuracy, prediction_rows
+from mcd.model.mcd import MCD
+from mcd.recipe import Recipe, load_recipe
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up then cosine decay to 10% of the base rate."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class DistEnv:
+    """Rank/world of this process; a no-op outside torchrun."""
+
+    def __init__(self):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.enabled = self.world_size > 1
+        if self.enabled and not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.enabled and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def build_data(recipe: Recipe, text_encoder, splits: tuple[str, ...]):
+    """Records per split, a feature loader and one TextBank over all their questions."""
+    root = Path(recipe.data.root)
+    records = {s: load_annotations(root / f"avqa-{s}.json") for s in splits}
+    if recipe.data.format == "cache":
+        loader = FeatureCache(recipe.data.features).load
+    elif recipe.data.format == "released":
+        from mcd.data.released import ReleasedFeatures
+
+        loader = ReleasedFeatures(recipe.data.audio_dir, recipe.data.visual_dir, recipe.data.spatial_dir,
+                                  T=recipe.model.get("T", 10))
+    else:
+        raise ValueError(f"data.format must be 'cache' or 'released', not {recipe.data.format!r}")
+    every = [r for rs in records.values() for r in rs]
+    bank = TextBank(text_encoder, [r.question for r in every], [record_objects(r) for r in every])
+    return records, loader, bank
+
+
+def feature_dims(load_features, video_id: str, text_dim: int) -> dict:
+    """Feature widths and T read off one cached video, so the model always matches its data (released MUSIC-AVQA
+    features and our encoders differ in width)."""
+    feats = load_features(video_id)
+    T, P, Dv = feats["visual"].shape
+    return {"visual_dim": Dv, "audio_dim": feats["audio"].shape[-1], "text_dim": text_dim, "T": T, "P": P}
+
+
+def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
+    """Train per `recipe`; returns the best val metrics. Writes OUT/best (checkpoint), OUT/last.pt, OUT/log.jsonl."""
+    from mcd.checkpoint import save_checkpoint
+    from mcd.data.extract import load_encoders
+
+    dist = DistEnv()
+    cfg = recipe.train
+    seed_everything(cfg.seed)
+    out = Path(recipe.out)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    encoders = load_encoders(recipe.encoders)
+    records, load_features, bank = build_data(recipe, encoders.text, (recipe.data.train_split, recipe.data.val_split))
+    train_set = QADataset(records[recipe.data.train_split], load_features, bank)
+    val_set = QADataset(records[recipe.data.val_split], load_features, bank)
+    val_answers = {r.question_id: r.answer for r in val_set.records}
+
+    config = MCDConfig.from_dict({**recipe.model, **feature_dims(load_features, train_set.records[0].video_id,
+                                                                encoders.text.dim)})
+    model = MCD(config)
+    ddp_model = model
+    if dist.enabled:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    train_loader = train_set.loader(cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
+                                    rank=dist.rank, world_size=dist.world_size)
+    val_loader = val_set.loader(cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+    total_steps = cfg.epochs * len(train_loader)
+
+    state = {"epoch": 0, "step": 0, "best_acc": -1.0, "best": None, "stale": 0}
+    last_path = out / "last.pt"
+    if resume and last_path.exists():
+        saved = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = json.loads(saved["state"])
+        torch.set_rng_state(saved["rng"])
+    log = open(out / "log.jsonl", "a") if dist.is_main else None
+    ood_stats = None
+    started = time.perf_counter()
+    for epoch in range(state["epoch"], cfg.epochs):
+        train_loader.batch_sampler.set_epoch(epoch)
+        model.train()
+        sums: dict[str, float] = {}
+        n_batches = 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not (progress and dist.is_main), leave=False)
+        for batch in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(state["step"], total_steps, cfg.warmup_steps, cfg.lr)
+            out_ = ddp_model(**batch.model_inputs())
+            optimizer.zero_grad(set_to_none=True)
+            out_.loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            state["step"] += 1
+            n_batches += 1
+            for k, v in {"loss": out_.loss, **out_.losses}.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            bar.set_postfix(loss=f"{sums['loss'] / n_batches:.3f}")
+        state["epoch"] = epoch + 1
+        if dist.is_main:
+            rows = prediction_rows(model, val_loader, head=cfg.head)
+            val_acc = accuracy(rows, val_answers)
+            teacher_acc = accuracy(rows, val_answers, key="teacher_pred")
+            entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+                     **{f"train_{k}": v / max(1, n_batches) for k, v in sums.items()},
+                     "val_acc": val_acc, "val_teacher_acc": teacher_acc,
+                     "elapsed_s": round(time.perf_counter() - started, 1)}
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+            if progress:
+                print(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} val acc {val_acc:.4f} "
+                      f"(teacher {teacher_acc:.4f})", flush=True)
+            if val_acc > state["best_acc"]:
+                state.update(best_acc=val_acc, best=entry, stale=0)
+                if ood_stats is None:
+                    ood_stats = ood.calibrate(load_features(v) for v in sorted({r.video_id for r in train_set.records}))
+                save_checkpoint(out / "best", model,
+                                extra_config={"encoders": encoders.specs(), "T": config.T, "ood": ood_stats,
+                                              "provenance": {"recipe": recipe.to_dict(), "epoch": epoch + 1,
+                                                             "val_acc": val_acc, "head": cfg.head}},
+                                extra_tensors=encoders.state_tensors(),
+                                metrics={"val": {"acc": val_acc, "teacher_acc": teacher_acc, "epoch": epoch + 1}})
+            else:
+                state["stale"] += 1
+            tmp = last_path.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "state": json.dumps(state), "rng": torch.get_rng_state()}, tmp)
+            os.replace(tmp, last_path)
+        stop = torch.tensor([int(cfg.patience is not None and state["stale"] >= cfg.patience)])
+        if dist.enabled:
+            torch.distributed.broadcast(stop, 0)
+        dist.barrier()
+        if stop.item():
+            break
+    if log:
+        log.close()
+    result = {"best_val_acc": state["best_acc"], "best": state["best"], "steps": state["step"],
+              "seconds": round(time.perf_counter() - started, 1), "world_size": dist.world_size}
+    dist.close()
+    return result
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="recipe JSON (configs/*.json)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a recipe field, e.g. --set train.epochs=5 --set model.d=128")
+    p.add_argument("--out", help="output folder (default: the recipe's `out`)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mcd.cli import CLIError
+    from mcd.recipe import RecipeError
+
+    overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
+    try:
+        recipe = load_recipe(args.config, overrides)
+        result = train(recipe, resume=args.resume, progress=not args.quiet)
+    except (RecipeError, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from exc
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result))
+    return 0
