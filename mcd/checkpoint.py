@@ -1,0 +1,233 @@
+"""Checkpoint folders: `config.json` + `model.safetensors` (+ optional `metrics.json`).
+
+A checkpoint is what the demo, the evaluator and other people's machines load, so loading is strict and
+never unpickles: every mismatch (format, version, answer order, tensor names and shapes, damaged file) is a
+CheckpointError whose message names the problem. Writing goes to a temporary sibling folder that is renamed
+into place, so a crash mid-write never leaves a half-written checkpoint under the real name.
+
+config.json:
+    {"format": "mcd-avqa", "format_version": 1, "model": <MCDConfig dict>, "answers": [the 42 answers],
+     "model_sha256": <hex digest of model.safetensors>, ...free-form sections from the caller
+     ("encoders", "provenance", "T", ...)}
+model.safetensors: the model state under `model.*`; extra tensors (e.g. encoder weights `encoders.visual.*`)
+    under their own names.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from mcd.config import ConfigError, MCDConfig
+from mcd.model.mcd import MCD
+from mcd.vocab import ANSWERS
+
+FORMAT = "mcd-avqa"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
+MODEL_PREFIX = "model."
+RESERVED_KEYS = ("format", "format_version", "model", "answers", "model_sha256")
+
+
+class CheckpointError(Exception):
+    """A checkpoint folder that cannot be written or loaded; the message says what is wrong and where."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: MCD                                   # in eval mode, on map_location
+    config: dict[str, Any]                       # the whole config.json
+    extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, Any] | None = None        # metrics.json, when present
+
+
+# ---------------------------------------------------------------------------------------------------------
+def save_checkpoint(directory: str | Path, model: MCD, extra_config: dict[str, Any] | None = None,
+                    extra_tensors: dict[str, torch.Tensor] | None = None,
+                    metrics: dict[str, Any] | None = None) -> Path:
+    """Write `model` (and the caller's extra config sections / tensors / metrics) as a checkpoint folder.
+
+    An existing folder is replaced only if it is empty or already an MCD checkpoint, so a mistyped path
+    cannot wipe unrelated files. Returns the folder path.
+    """
+    directory = Path(directory)
+    extra_config = dict(extra_config or {})
+    clash = sorted(set(extra_config) & set(RESERVED_KEYS))
+    if clash:
+        raise CheckpointError(f"extra_config may not set reserved key(s) {clash}")
+    tensors = {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
+    for name, t in (extra_tensors or {}).items():
+        if name.startswith(MODEL_PREFIX):
+            raise CheckpointError(f"extra tensor name {name!r} uses the reserved prefix {MODEL_PREFIX!r}")
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"extra tensor {name!r} is a {type(t).__name__}, not a torch.Tensor")
+        tensors[name] = t
+    # safetensors refuses shared or non-contiguous storage; a private CPU copy of each tensor is cheap here
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    if directory.exists():
+        _check_replaceable(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT,
+                                                               "format_version": str(FORMAT_VERSION)})
+        config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(),
+                  "answers": list(ANSWERS), "model_sha256": _sha256(tmp / WEIGHTS_FILE), **extra_config}
+        _write_json(tmp / CONFIG_FILE, config)
+        if metrics is not None:
+            _write_json(tmp / METRICS_FILE, metrics)
+        _swap_into_place(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _check_replaceable(directory: Path) -> None:
+    if not directory.is_dir():
+        raise CheckpointError(f"cannot write a checkpoint to {directory}: it exists and is not a folder")
+    if not any(directory.iterdir()):
+        return
+    try:
+        fmt = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None
+    if fmt != FORMAT:
+        raise CheckpointError(f"refusing to replace {directory}: it is not empty and not an MCD checkpoint folder")
+
+
+def _swap_into_place(tmp: Path, directory: Path) -> None:
+    """Rename the finished temp folder to `directory`; an old checkpoint is moved aside first, then deleted."""
+    old = None
+    if directory.exists():
+        old = directory.parent / f".{directory.name}.old-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        os.rename(directory, old)
+    try:
+        os.rename(tmp, directory)
+    except BaseException:
+        if old is not None:
+            os.rename(old, directory)        # put the previous checkpoint back
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------
+def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Read a checkpoint folder written by save_checkpoint; every problem is a CheckpointError naming it."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {directory}")
+    config = _read_config(directory)
+    try:
+        model_config = MCDConfig.from_dict(config["model"])
+    except ConfigError as e:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: bad model config: {e}") from None
+    except TypeError as e:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: bad model config: {e}") from None
+
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS_FILE}")
+    expected_hash = config.get("model_sha256")
+    if expected_hash is not None and _sha256(weights) != expected_hash:
+        raise CheckpointError(f"{weights} is corrupted: its SHA-256 does not match the one in {CONFIG_FILE}")
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{weights} is corrupted or not a safetensors file: {e}") from None
+
+    model = MCD(model_config)
+    state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+    extra = {k: v for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)}
+    _check_state(model, state, weights)
+    model.load_state_dict(state, strict=True)
+    model.to(map_location).eval()
+    extra = {k: v.to(map_location) for k, v in extra.items()}
+    metrics = None
+    if (directory / METRICS_FILE).is_file():
+        metrics = _read_json(directory / METRICS_FILE)
+    return LoadedCheckpoint(model, config, extra, metrics)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {directory} has no {CONFIG_FILE}")
+    config = _read_json(path)
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        got = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise CheckpointError(f"{path} is not an MCD-AVQA checkpoint (format {got!r}, expected {FORMAT!r})")
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unsupported format_version {version!r} "
+                              f"(this code reads format_version {FORMAT_VERSION})")
+    answers = config.get("answers")
+    if answers != list(ANSWERS):
+        raise CheckpointError(f"{path}: {_answer_difference(answers)}; the model's classifier rows would "
+                              f"map to the wrong answers")
+    if not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{path} has no 'model' config section")
+    return config
+
+
+def _answer_difference(answers: Any) -> str:
+    if not isinstance(answers, list):
+        return f"'answers' must be the list of the {len(ANSWERS)} canonical answers, got {type(answers).__name__}"
+    if len(answers) != len(ANSWERS):
+        return f"answer list has {len(answers)} entries, expected the {len(ANSWERS)} canonical answers"
+    i = next(i for i, (a, b) in enumerate(zip(answers, ANSWERS)) if a != b)
+    return f"answer list differs from the canonical order at index {i}: {answers[i]!r} instead of {ANSWERS[i]!r}"
+
+
+def _check_state(model: MCD, state: dict[str, torch.Tensor], weights: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+
+    def names(keys: list[str]) -> str:
+        shown = ", ".join(MODEL_PREFIX + k for k in keys[:8])
+        return shown + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+
+    if missing:
+        raise CheckpointError(f"{weights} is missing tensor(s) {names(missing)} (config and weights disagree)")
+    if unexpected:
+        raise CheckpointError(f"{weights} has unexpected tensor(s) {names(unexpected)} "
+                              f"that this model config does not have")
+    for k, t in expected.items():
+        if tuple(state[k].shape) != tuple(t.shape):
+            raise CheckpointError(f"shape mismatch for tensor {MODEL_PREFIX}{k}: {tuple(state[k].shape)} in "
+                                  f"{weights}, but the model config expects {tuple(t.shape)}")

@@ -1,0 +1,166 @@
+"""Configuration dataclasses, with a strict JSON round trip.
+
+Configs travel inside checkpoints (`config.json`), so reading one must be strict: an unknown key means the file
+was written by other code (or mistyped by hand) and silently ignoring it would build a different model than the
+one that was trained. Missing keys take their defaults, so older files stay readable when a field is added.
+
+Only configs live here. (The training config is added next to `MCDConfig` by the training issue.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mcd.vocab import NUM_ANSWERS
+
+
+class ConfigError(ValueError):
+    """A config value or a config file that cannot be used; the message names the field."""
+
+
+HIERARCHY_CHOICES = ("both", "low", "high")
+TEXT_OBJECT_CHOICES = ("both", "keywords", "types", "none")
+KD_MODE_CHOICES = ("kl", "mutual", "cos", "nce")
+
+
+@dataclass
+class MCDConfig:
+    """Everything that determines the MCD module's shape and behaviour (DESIGN §3).
+
+    Feature dims default to the `synth` encoders (visual 128, audio 128) and MiniLM text (384). Every
+    reconstruction choice that DESIGN §3 lists as an alternative is a field here so ablations are configs,
+    not code edits.
+    """
+
+    # input feature dims (from the frozen basic encoders)
+    visual_dim: int = 128
+    audio_dim: int = 128
+    text_dim: int = 384
+    # widths and sizes
+    d: int = 256                    # hidden width
+    d_z: int = 128                  # shared latent space of the semantic approximation
+    T: int = 10                     # segments per clip
+    P: int = 49                     # visual patches per frame (7x7, row-major)
+    n_heads: int = 4
+    n_blocks: int = 2               # association blocks (0 = no association)
+    ffn_mult: int = 4
+    dropout: float = 0.1
+    num_answers: int = NUM_ANSWERS
+    # loss
+    contrastive_temperature: float = 0.07   # also used by kd_mode="nce"
+    kd_temperature: float = 4.0
+    lambda_con: float = 0.5
+    lambda_kd: float = 1.0
+    lambda_logit_kd: float = 1.0            # only used when teacher_logit_kd
+    # ablation flags (defaults = the full MCD)
+    association_residual: bool = True       # outer residual of the association stack ("enhanced")
+    contrastive: bool = True                # InfoNCE between mean-pooled associated audio / visual
+    hierarchy: str = "both"                 # aggregator levels: both | low | high
+    hints: bool = True                      # write the AV clue back into the question tokens
+    text_objects: str = "both"              # fuse text objects: both | keywords | types | none
+    shared_aggregator: bool = True          # one aggregator for both branches (False: one per branch)
+    kd_mode: str = "kl"                     # kl | mutual | cos | nce
+    decision_fusion: bool = False           # keep decision-level AV fusion in the student's header
+    teacher_logit_kd: bool = False          # extra KD from teacher logits to student logits
+    # baselines: a removed modality is fed as zeros (same architecture, same harness)
+    use_visual: bool = True
+    use_audio: bool = True
+    question_only: bool = False             # both modalities removed and no contrastive loss
+
+    _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "hierarchy": HIERARCHY_CHOICES, "text_objects": TEXT_OBJECT_CHOICES, "kd_mode": KD_MODE_CHOICES,
+    }
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad field."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            _check_type(f.name, value, f.type)
+            if f.type in ("float", float) and isinstance(value, int):
+                setattr(self, f.name, float(value))  # JSON writes 0.0 as 0; keep the field a float
+        for name in ("visual_dim", "audio_dim", "text_dim", "d", "d_z", "T", "P", "n_heads", "ffn_mult",
+                     "num_answers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_blocks < 0:
+            raise ConfigError(f"n_blocks must be >= 0, got {self.n_blocks}")
+        if self.d % self.n_heads:
+            raise ConfigError(f"d ({self.d}) must be divisible by n_heads ({self.n_heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("contrastive_temperature", "kd_temperature"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("lambda_con", "lambda_kd", "lambda_logit_kd"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, choices in self._CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
+
+    # -- effective switches (what the model actually does) ---------------------------------------------
+    @property
+    def visual_enabled(self) -> bool:
+        return self.use_visual and not self.question_only
+
+    @property
+    def audio_enabled(self) -> bool:
+        return self.use_audio and not self.question_only
+
+    @property
+    def contrastive_enabled(self) -> bool:
+        return self.contrastive and not self.question_only and self.lambda_con > 0
+
+    # -- JSON round trip -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MCDConfig":
+        """Build from a dict; unknown keys are an error (they would be silently dropped otherwise)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__} expects a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} key(s): {', '.join(unknown)} "
+                              f"(known keys: {', '.join(sorted(known))})")
+        return cls(**data)
+
+    def save_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> "MCDConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+        return cls.from_dict(data)
+
+
+def _check_type(name: str, value: Any, annotation: Any) -> None:
+    """Strict scalar type check: JSON `true` must not become d=1, and `"256"` must not be accepted as a width."""
+    expected = {"int": int, "float": float, "bool": bool, "str": str}.get(
+        annotation if isinstance(annotation, str) else getattr(annotation, "__name__", ""))
+    if expected is None:
+        return
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise ConfigError(f"{name} must be {expected.__name__}, got {value!r} ({type(value).__name__})")

@@ -1,0 +1,83 @@
+"""The hierarchical aggregator (DESIGN §3.3): the question gathers key audio-visual clues.
+
+One aggregator serves both branches (visual and audio) when `shared_aggregator` is on [F]. Per question token:
+the question queries the low level (unimodal features; for vision the T·P patch tokens, which gives spatial
+clues), the updated query queries the high level (the associated segment features), the gathered clue is the
+hint written back into the question tokens, and the hinted tokens then attend to the text objects.
+
+Nothing mixes question tokens with each other here, so padded question tokens cannot influence real ones;
+they are excluded again when the clues are averaged over question tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from mcd.model.association import FeedForward, MultiHeadAttention
+
+
+@dataclass
+class BranchOutput:
+    """What one branch hands back: the clue-attached tokens and the raw attention maps (per question token)."""
+
+    tokens: torch.Tensor                 # [B,L,d] t_x: what the branch adds to the question
+    low: torch.Tensor | None             # [B,L,N_low] attention over the low level, None if not used
+    high: torch.Tensor | None            # [B,L,T] attention over the high level
+    objects: torch.Tensor | None         # [B,L,K] attention over the text objects
+
+
+class Aggregator(nn.Module):
+    """Low -> high -> hint -> text objects, for one modality at a time.
+
+    hierarchy: "both" | "low" | "high" picks the levels queried. With `hints` off the gathered clue is not
+    written into the question tokens before the text-object fusion; it is added to the branch output
+    afterwards instead, so the object attention and the FFN cannot condition on it.
+    """
+
+    def __init__(self, d: int, n_heads: int, ffn_mult: int, dropout: float, hierarchy: str, hints: bool,
+                 use_objects: bool):
+        super().__init__()
+        self.use_low = hierarchy in ("both", "low")
+        self.use_high = hierarchy in ("both", "high")
+        self.hints = hints
+        if self.use_low:
+            self.ln_low = nn.LayerNorm(d)
+            self.attn_low = MultiHeadAttention(d, n_heads, dropout)
+        if self.use_high:
+            self.ln_high = nn.LayerNorm(d)
+            self.attn_high = MultiHeadAttention(d, n_heads, dropout)
+        self.use_objects = use_objects
+        if use_objects:
+            self.ln_obj = nn.LayerNorm(d)
+            self.attn_obj = MultiHeadAttention(d, n_heads, dropout)
+        self.ln_ffn = nn.LayerNorm(d)
+        self.ffn = FeedForward(d, ffn_mult, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, q: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
+                objects: torch.Tensor | None, objects_mask: torch.Tensor | None) -> BranchOutput:
+        """q [B,L,d]; low [B|1,N,d]; high [B|1,T,d]; objects [B,K,d] with objects_mask [B,K] (True = real)."""
+        u = q
+        w_low = w_high = w_obj = None
+        if self.use_low:
+            a, w_low = self.attn_low(self.ln_low(u), low)
+            u = u + self.drop(a)
+        if self.use_high:
+            a, w_high = self.attn_high(self.ln_high(u), high)
+            u = u + self.drop(a)
+        clue = u - q
+        y = u if self.hints else q                       # the hint written back into the question tokens
+        if self.use_objects and objects is not None and objects.shape[1] > 0:
+            a, w_obj = self.attn_obj(self.ln_obj(y), objects, objects_mask)
+            y = y + self.drop(a)
+        y = y + self.ffn(self.ln_ffn(y))
+        tokens = y - q if self.hints else y - q + clue
+        return BranchOutput(tokens, w_low, w_high, w_obj)
+
+
+def masked_token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x [B,L,...] over the real tokens (mask [B,L] True) -> [B,...]; padded tokens have no say."""
+    m = mask.to(x.dtype).reshape(*mask.shape, *([1] * (x.dim() - 2)))
+    return (x * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)

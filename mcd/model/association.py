@@ -1,0 +1,150 @@
+"""Audio-visual association (DESIGN §3.2): enhanced self-attention over segment tokens + contrastive loss.
+
+The attention primitive used by every part of MCD also lives here, because we need the attention weights
+(they are the clues the demo draws) and `nn.MultiheadAttention` only returns them on its slow path.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention that also returns its weights averaged over heads.
+
+    The context may have batch size 1 while the queries have batch size B: keys and values are then projected
+    once and broadcast, which is what makes B questions about one clip cheap.
+    """
+
+    def __init__(self, d: int, n_heads: int, dropout: float = 0.0):
+        super().__init__()
+        assert d % n_heads == 0
+        self.n_heads, self.d_head = n_heads, d // n_heads
+        self.q_proj = nn.Linear(d, d)
+        self.k_proj = nn.Linear(d, d)
+        self.v_proj = nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d)
+        self.attn_drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor,
+                key_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B,Lq,d] attends to context [B|1,N,d]; key_mask [B|1,N] bool, True = a real key.
+
+        Returns (out [B,Lq,d], weights [B,Lq,N] averaged over heads). Queries with no real key get a zero
+        output and zero weights, so an empty object list adds nothing instead of NaN.
+        """
+        B, Lq, _ = x.shape
+        Bc, N, _ = context.shape
+        h, dh = self.n_heads, self.d_head
+        q = self.q_proj(x).view(B, Lq, h, dh).transpose(1, 2)            # [B,h,Lq,dh]
+        k = self.k_proj(context).view(Bc, N, h, dh).transpose(1, 2)      # [Bc,h,N,dh]
+        v = self.v_proj(context).view(Bc, N, h, dh).transpose(1, 2)
+        fold = Bc == 1 and B > 1
+        if fold:  # one clip, B questions: fold B into the query axis so K/V are never copied B times
+            q = q.transpose(0, 1).reshape(1, h, B * Lq, dh)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(dh)
+        if fold:
+            scores = scores.view(h, B, Lq, N).transpose(0, 1)             # [B,h,Lq,N]
+        if key_mask is not None:
+            key_mask = key_mask[:, None, None, :]
+            # finfo.min rather than -inf: masked keys get exactly zero weight, all-masked rows stay finite
+            scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
+        weights = scores.softmax(dim=-1)
+        if key_mask is not None:
+            weights = weights * key_mask.any(dim=-1, keepdim=True)       # all-masked rows -> zeros
+        dropped = self.attn_drop(weights)
+        if fold:
+            out = (dropped.transpose(0, 1).reshape(1, h, B * Lq, N) @ v).view(h, B, Lq, dh).transpose(0, 1)
+        else:
+            out = dropped @ v                                            # [B,h,Lq,dh]
+        out = out.transpose(1, 2).reshape(B, Lq, h * dh)
+        return self.out_proj(out), weights.mean(dim=1)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d: int, mult: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d, mult * d), nn.GELU(), nn.Linear(mult * d, d), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class AssociationBlock(nn.Module):
+    """Pre-LN transformer block (self-attention + FFN, each with a residual)."""
+
+    def __init__(self, d: int, n_heads: int, ffn_mult: int, dropout: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d)
+        self.attn = MultiHeadAttention(d, n_heads, dropout)
+        self.ln2 = nn.LayerNorm(d)
+        self.ffn = FeedForward(d, ffn_mult, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.ln1(x)
+        a, w = self.attn(y, y)
+        x = x + self.drop(a)
+        x = x + self.ffn(self.ln2(x))
+        return x, w
+
+
+class Association(nn.Module):
+    """N stacked blocks over the 2T segment tokens [visual ; audio], plus the outer ("enhanced") residual.
+
+    Attention runs over segment tokens only, never patches: 2T = 20 tokens instead of T·P + T = 500.
+    With `residual`, the output is x0 + LN(blocks(x0)): the unimodal features enhanced by their soft
+    associations, rather than replaced by them.
+    """
+
+    def __init__(self, d: int, n_heads: int, n_blocks: int, ffn_mult: int, dropout: float, residual: bool):
+        super().__init__()
+        self.blocks = nn.ModuleList(AssociationBlock(d, n_heads, ffn_mult, dropout) for _ in range(n_blocks))
+        self.ln_f = nn.LayerNorm(d)
+        self.residual = residual
+
+    def forward(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x0 [B,2T,d] -> (associated tokens [B,2T,d], attention [B,2T,2T] averaged over heads and blocks).
+
+        With no blocks the association map is the identity (each token keeps to itself).
+        """
+        x = x0
+        maps = []
+        for block in self.blocks:
+            x, w = block(x)
+            maps.append(w)
+        x = self.ln_f(x)
+        out = x0 + x if self.residual else x
+        if maps:
+            assoc = torch.stack(maps).mean(dim=0)
+        else:
+            n = x0.shape[1]
+            assoc = torch.eye(n, dtype=x0.dtype, device=x0.device).expand(x0.shape[0], n, n)
+        return out, assoc
+
+
+def info_nce(anchor: torch.Tensor, other: torch.Tensor, temperature: float,
+             video_index: torch.Tensor | None = None, symmetric: bool = True) -> torch.Tensor:
+    """InfoNCE between paired rows of anchor [B,D] and other [B,D] (cosine similarity / temperature).
+
+    Rows i != j of the same video (equal `video_index`) are masked out as negatives: B questions about one
+    clip share its features, and pushing a clip away from itself would teach noise. A row with no negative
+    left contributes zero loss.
+    """
+    a = F.normalize(anchor, dim=-1)
+    b = F.normalize(other, dim=-1)
+    logits = a @ b.t() / temperature                                     # [B,B]
+    B = logits.shape[0]
+    if video_index is None:
+        video_index = torch.arange(B, device=logits.device)
+    same = video_index[:, None] == video_index[None, :]
+    off_diag = ~torch.eye(B, dtype=torch.bool, device=logits.device)
+    logits = logits.masked_fill(same & off_diag, float("-inf"))
+    target = torch.arange(B, device=logits.device)
+    loss = F.cross_entropy(logits, target)
+    if symmetric:
+        loss = 0.5 * (loss + F.cross_entropy(logits.t(), target))
+    return loss
