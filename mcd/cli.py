@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mcd.train", "train MCD from a config recipe"),
     "evaluate": ("mcd.evaluate", "evaluate a checkpoint or a predictions file, print the per-type table"),
     "predict": ("mcd.predict", "answer questions about one clip, print JSON"),
+    "reproduce": ("mcd.reproduce", "run every stage of a recipe and publish the checkpoint with its model card"),
 }
 
 

@@ -36,6 +36,7 @@ class SynthSection:
     videos: int = 3000
     seed: int = 0
     splits: str = "train=0.8,val=0.1,test=0.1"
+    questions_per_video: int = 8
     test_videos: int = 300
     test_seed: int = 12345
 
@@ -61,6 +62,7 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     synth: SynthSection = field(default_factory=SynthSection)
     encoders: str = "runs/encoders"     # `mcd pretrain-encoders` folder (or a checkpoint) with the frozen encoders
+    pretrain: dict = field(default_factory=dict)  # `mcd pretrain-encoders` options for reproduce (e.g. visual_steps)
     model: dict = field(default_factory=dict)   # MCDConfig overrides (feature dims come from the encoders)
     train: TrainSection = field(default_factory=TrainSection)
     out: str = "runs/unnamed"

@@ -208,6 +208,27 @@ def test_shared_clip_matches_repeated_clip():
         torch.testing.assert_close(out.clues["visual_low"], ref.clues["visual_low"])
 
 
+def test_per_clip_features_match_per_question_copies():
+    """Training batches pass each clip once ([V,...]) with video_index: same outputs, clues and gradients-bearing
+    losses (except the contrastive term, which is then taken over clips) as one copy per question."""
+    cfg = small_config()
+    model = MCD(cfg).eval()
+    batch = make_batch(cfg, B=6)
+    clips_v, clips_a = batch["visual"][:3], batch["audio"][:3]
+    video_index = torch.tensor([2, 0, 0, 1, 2, 2])
+    per_question = dict(batch, visual=clips_v[video_index], audio=clips_a[video_index], video_index=video_index)
+    per_clip = dict(batch, visual=clips_v, audio=clips_a, video_index=video_index)
+    ref, out = run(model, per_question), run(model, per_clip)
+    for name in ("logits", "teacher_logits", "z_q", "z_v", "z_a"):
+        torch.testing.assert_close(getattr(out, name), getattr(ref, name), atol=1e-5, rtol=1e-5)
+    for name in ("association", "visual_low", "audio_low", "visual_high", "audio_high", "objects"):
+        torch.testing.assert_close(out.clues[name], ref.clues[name], atol=1e-5, rtol=1e-5)
+    for name in ("ce_student", "ce_teacher", "kd"):
+        torch.testing.assert_close(out.losses[name], ref.losses[name], atol=1e-5, rtol=1e-5)
+    with pytest.raises(MCDInputError, match="index"):
+        run(model, dict(per_clip, video_index=torch.tensor([0, 1, 2, 3, 0, 0])))
+
+
 # --- modality switches and text-object kinds -------------------------------------------------------------
 @pytest.mark.parametrize("overrides,ignored", [({"use_visual": False}, ["visual"]),
                                                ({"use_audio": False}, ["audio"]),
@@ -344,7 +365,7 @@ def test_overfits_32_random_samples():
     (lambda b, c: b.update(visual=torch.randn(2, c.T + 1, c.P, c.visual_dim)), "visual must be"),
     (lambda b, c: b.update(audio=torch.randn(2, c.T, c.audio_dim + 1)), "audio must be"),
     (lambda b, c: b.update(question=torch.randn(2, 5, c.text_dim - 1)), "question must be"),
-    (lambda b, c: b.update(visual=torch.randn(3, c.T, c.P, c.visual_dim)), "must be 1 or the question batch"),
+    (lambda b, c: b.update(visual=torch.randn(3, c.T, c.P, c.visual_dim)), "must be 1, the question batch"),
     (lambda b, c: b["question_mask"].fill_(False), "at least one real token"),
     (lambda b, c: b.update(question_mask=torch.ones(2, 4, dtype=torch.bool)), "question_mask must have shape"),
     (lambda b, c: b.update(question_mask=torch.ones(2, 5)), "bool"),

@@ -266,13 +266,15 @@ def test_excerpt_through_dataset_and_one_training_step(tmp_path, records, text_e
         recs = [by_id[q] for q in batch.question_ids]
         B = len(recs)
         seen += batch.question_ids
-        assert batch.visual.shape == (B, 10, 1, DV) and batch.audio.shape == (B, 10, DA)
+        V = len({r.video_id for r in recs})  # each clip's features appear once per batch
+        assert batch.visual.shape == (V, 10, 1, DV) and batch.audio.shape == (V, 10, DA)
         for b, r in enumerate(recs):
             # the T subsampling picked the segment-centre seconds of this record's own video
-            assert batch.visual[b, :, 0, 0].tolist() == ROWS_T10
-            assert batch.audio[b, :, 0].tolist() == ROWS_T10
-            assert torch.all(batch.visual[b, :, 0, 1] == video_no[r.video_id])
-            assert torch.all(batch.audio[b, :, 1] == video_no[r.video_id])
+            clip = int(batch.video_index[b])
+            assert batch.visual[clip, :, 0, 0].tolist() == ROWS_T10
+            assert batch.audio[clip, :, 0].tolist() == ROWS_T10
+            assert torch.all(batch.visual[clip, :, 0, 1] == video_no[r.video_id])
+            assert torch.all(batch.audio[clip, :, 1] == video_no[r.video_id])
             for c, other in enumerate(recs):
                 assert (batch.video_index[b] == batch.video_index[c]) == (r.video_id == other.video_id)
             # question padding: exactly the question's own tokens are real, the rest is zero padding
@@ -323,8 +325,8 @@ def test_spatial_maps_through_dataset_and_one_training_step(tmp_path, records, t
     reader = ReleasedFeatures(tmp_path / "audio", tmp_path / "visual", tmp_path / "spatial", T=10, spatial_grid=7)
     ds = build_dataset(records, reader, text_encoder)
     batch = next(iter(ds.loader(batch_size=16, shuffle=False)))
-    B = len(records)
-    assert batch.visual.shape == (B, 10, 49, 16) and batch.audio.shape == (B, 10, DA)
+    B, V = len(records), len(video_ids)
+    assert batch.visual.shape == (V, 10, 49, 16) and batch.audio.shape == (V, 10, DA)
     assert torch.all(batch.visual[:, :, :, 0] == torch.tensor(ROWS_T10, dtype=torch.float32)[None, :, None])
     _, out, changed = train_step(dict(visual_dim=16, audio_dim=DA, P=49), batch)
     assert out.logits.shape == (B, 42) and out.clues["visual_low"].shape == (B, 10, 49)

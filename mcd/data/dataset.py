@@ -20,15 +20,15 @@ from mcd.vocab import answer_to_index
 class Batch:
     """Model inputs for a batch of questions plus what evaluation needs to report them."""
 
-    visual: torch.Tensor          # [B,T,P,Dv]
-    audio: torch.Tensor           # [B,T,Da]
+    visual: torch.Tensor          # [V,T,P,Dv], one row per distinct clip of the batch
+    audio: torch.Tensor           # [V,T,Da]
     question: torch.Tensor        # [B,L,Dt]
     question_mask: torch.Tensor   # [B,L]
     objects: torch.Tensor         # [B,K,Dt]
     objects_mask: torch.Tensor    # [B,K]
     objects_kind: torch.Tensor    # [B,K]
     labels: torch.Tensor          # [B]
-    video_index: torch.Tensor     # [B]
+    video_index: torch.Tensor     # [B], the clip row of each question
     question_ids: list[int]
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
@@ -107,8 +107,9 @@ class QADataset(torch.utils.data.Dataset):
         feats = [self.load_features(v) for v in video_ids]
         slot = {v: i for i, v in enumerate(video_ids)}
         video_index = torch.tensor([slot[r.video_id] for r in records], dtype=torch.long)
-        visual = torch.stack([f["visual"] for f in feats])[video_index]
-        audio = torch.stack([f["audio"] for f in feats])[video_index]
+        # each clip once: the model runs its audio-visual part per clip and indexes questions into it
+        visual = torch.stack([f["visual"] for f in feats])
+        audio = torch.stack([f["audio"] for f in feats])
         question, question_mask = self.text_bank.questions([r.question for r in records])
         objects, objects_mask, objects_kind = self.text_bank.objects([record_objects(r) for r in records])
         labels = torch.tensor([answer_to_index(r.answer) for r in records], dtype=torch.long)

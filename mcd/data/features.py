@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
@@ -70,7 +70,7 @@ class FeatureCache:
             raise FeatureCacheError(f"no features for video {video_id!r} in {self.root}; run `mcd extract` on it")
         try:
             tensors = load_file(path)
-        except (SafetensorsError, OSError) as exc:
+        except (SafetensorError, OSError) as exc:
             raise FeatureCacheError(f"damaged feature file {path}: {exc}; delete it and re-run `mcd extract`") from exc
         return {k: v.float() for k, v in tensors.items()}
 

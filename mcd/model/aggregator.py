@@ -57,15 +57,17 @@ class Aggregator(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, q: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
-                objects: torch.Tensor | None, objects_mask: torch.Tensor | None) -> BranchOutput:
-        """q [B,L,d]; low [B|1,N,d]; high [B|1,T,d]; objects [B,K,d] with objects_mask [B,K] (True = real)."""
+                objects: torch.Tensor | None, objects_mask: torch.Tensor | None,
+                clip_index: torch.Tensor | None = None) -> BranchOutput:
+        """q [B,L,d]; low [B|1,N,d]; high [B|1,T,d]; objects [B,K,d] with objects_mask [B,K] (True = real).
+        With clip_index [B], low/high are [V,...] (one row per clip) and question i reads clip clip_index[i]."""
         u = q
         w_low = w_high = w_obj = None
         if self.use_low:
-            a, w_low = self.attn_low(self.ln_low(u), low)
+            a, w_low = self.attn_low(self.ln_low(u), low, context_index=clip_index)
             u = u + self.drop(a)
         if self.use_high:
-            a, w_high = self.attn_high(self.ln_high(u), high)
+            a, w_high = self.attn_high(self.ln_high(u), high, context_index=clip_index)
             u = u + self.drop(a)
         clue = u - q
         y = u if self.hints else q                       # the hint written back into the question tokens

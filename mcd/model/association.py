@@ -29,9 +29,13 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d, d)
         self.attn_drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor,
-                key_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None = None,
+                context_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B,Lq,d] attends to context [B|1,N,d]; key_mask [B|1,N] bool, True = a real key.
+
+        With `context_index` [B], context is [V,N,d] (one row per clip) and query row i attends to clip
+        context_index[i]: keys and values are projected once per clip, then gathered (a training batch holds
+        several questions per clip, and the K/V projections over T*P patch tokens dominate the cost).
 
         Returns (out [B,Lq,d], weights [B,Lq,N] averaged over heads). Queries with no real key get a zero
         output and zero weights, so an empty object list adds nothing instead of NaN.
@@ -42,6 +46,8 @@ class MultiHeadAttention(nn.Module):
         q = self.q_proj(x).view(B, Lq, h, dh).transpose(1, 2)            # [B,h,Lq,dh]
         k = self.k_proj(context).view(Bc, N, h, dh).transpose(1, 2)      # [Bc,h,N,dh]
         v = self.v_proj(context).view(Bc, N, h, dh).transpose(1, 2)
+        if context_index is not None:
+            k, v, Bc = k[context_index], v[context_index], B
         fold = Bc == 1 and B > 1
         if fold:  # one clip, B questions: fold B into the query axis so K/V are never copied B times
             q = q.transpose(0, 1).reshape(1, h, B * Lq, dh)

@@ -107,9 +107,11 @@ class MCD(nn.Module):
         q_mask, objects, o_mask, o_kind, av_shared = self._check_inputs(
             visual, audio, question, question_mask, objects, objects_mask, labels, video_index, objects_kind)
         B, T, P, d = question.shape[0], cfg.T, cfg.P, cfg.d
+        # per-clip features: visual/audio hold V clips and video_index maps each question to its clip
+        clip_index = video_index if (not av_shared and visual.shape[0] != B) else None
         if av_shared:
             visual, audio = visual[:1], audio[:1]
-        elif visual.shape[0] != audio.shape[0]:
+        elif clip_index is None and visual.shape[0] != audio.shape[0]:
             visual, audio = visual.expand(B, -1, -1, -1), audio.expand(B, -1, -1)
         if not cfg.visual_enabled:
             visual = torch.zeros_like(visual)
@@ -139,40 +141,45 @@ class MCD(nn.Module):
                 o_mask = o_mask & (o_kind == TYPE_WORD)
 
         # aggregators: the question gathers clues from each modality, then fuses text objects
-        br_v = self.aggregator(f_q, low_v, hat_v, obj, o_mask)
+        br_v = self.aggregator(f_q, low_v, hat_v, obj, o_mask, clip_index)
         agg_a = self.aggregator if cfg.shared_aggregator else self.aggregator_audio
-        br_a = agg_a(f_q, x_a, hat_a, obj, o_mask)
+        br_a = agg_a(f_q, x_a, hat_a, obj, o_mask, clip_index)
         hat_q = self.combine_ln(f_q + self.drop(self.combine(torch.cat([br_v.tokens, br_a.tokens], dim=-1))))
         pooled = masked_token_mean(hat_q, q_mask)                                 # [B,d]
 
         # teachers: question-attended associated features -> latents -> decision-level fusion
         q_pool = masked_token_mean(f_q, q_mask)
-        att_v = self.av_pool(q_pool[:, None], hat_v)[0][:, 0]                     # [B,d]
-        att_a = self.av_pool(q_pool[:, None], hat_a)[0][:, 0]
+        att_v = self.av_pool(q_pool[:, None], hat_v, context_index=clip_index)[0][:, 0]   # [B,d]
+        att_a = self.av_pool(q_pool[:, None], hat_a, context_index=clip_index)[0][:, 0]
         z_q, z_v, z_a = self.approximation(att_v, att_a, pooled)
         header_in = torch.cat([pooled, att_v, att_a], dim=-1) if cfg.decision_fusion else pooled
         logits = self.header(header_in)
         teacher_logits = self.teacher_head(q_pool, z_v, z_a)
 
         out = MCDOutput(logits, teacher_logits, z_q, z_v, z_a,
-                        clues=self._clues(B, assoc_map, br_v, br_a, q_mask, o_mask, objects.shape[1]))
+                        clues=self._clues(B, assoc_map if clip_index is None else assoc_map[clip_index],
+                                          br_v, br_a, q_mask, o_mask, objects.shape[1]))
         if labels is not None:
             if video_index is None and av_shared:
                 video_index = torch.zeros(B, dtype=torch.long, device=question.device)
-            self._add_losses(out, labels, video_index, hat_v, hat_a, B)
+            self._add_losses(out, labels, video_index, hat_v, hat_a, B, per_clip=clip_index is not None)
         return out
 
     def _add_losses(self, out: MCDOutput, labels: torch.Tensor, video_index: torch.Tensor | None,
-                    hat_v: torch.Tensor, hat_a: torch.Tensor, B: int) -> None:
+                    hat_v: torch.Tensor, hat_a: torch.Tensor, B: int, per_clip: bool = False) -> None:
         cfg = self.config
         zero = out.logits.new_zeros(())
         losses = {"ce_student": F.cross_entropy(out.logits, labels),
                   "ce_teacher": F.cross_entropy(out.teacher_logits, labels),
                   "contrastive": zero, "kd": zero, "logit_kd": zero}
         if cfg.contrastive_enabled:
-            m_v = hat_v.mean(dim=1).expand(B, -1)
-            m_a = hat_a.mean(dim=1).expand(B, -1)
-            losses["contrastive"] = info_nce(m_v, m_a, cfg.contrastive_temperature, video_index)
+            if per_clip:  # one row per distinct clip: no same-video pairs to mask
+                losses["contrastive"] = info_nce(hat_v.mean(dim=1), hat_a.mean(dim=1), cfg.contrastive_temperature,
+                                                 None)
+            else:
+                m_v = hat_v.mean(dim=1).expand(B, -1)
+                m_a = hat_a.mean(dim=1).expand(B, -1)
+                losses["contrastive"] = info_nce(m_v, m_a, cfg.contrastive_temperature, video_index)
         if cfg.lambda_kd > 0:
             losses["kd"] = distillation_loss(out.z_q, out.z_v, out.z_a, cfg.kd_mode, cfg.kd_temperature,
                                              cfg.contrastive_temperature, video_index)
@@ -225,8 +232,15 @@ class MCD(nn.Module):
              f"visual must be [B, T={cfg.T}, P={cfg.P}, {cfg.visual_dim}], got {shape(visual)}")
         need(audio.dim() == 3 and audio.shape[1:] == (cfg.T, cfg.audio_dim),
              f"audio must be [B, T={cfg.T}, {cfg.audio_dim}], got {shape(audio)}")
-        need(visual.shape[0] in (1, B) and audio.shape[0] in (1, B),
-             f"visual/audio batch ({visual.shape[0]}, {audio.shape[0]}) must be 1 or the question batch {B}")
+        per_clip = (video_index is not None and visual.shape[0] == audio.shape[0]
+                    and visual.shape[0] not in (1, B))
+        need(per_clip or (visual.shape[0] in (1, B) and audio.shape[0] in (1, B)),
+             f"visual/audio batch ({visual.shape[0]}, {audio.shape[0]}) must be 1, the question batch {B}, "
+             "or the number of clips indexed by video_index")
+        if per_clip:
+            need(isinstance(video_index, torch.Tensor) and not video_index.is_floating_point()
+                 and int(video_index.min()) >= 0 and int(video_index.max()) < visual.shape[0],
+                 f"video_index must index the {visual.shape[0]} clips of visual/audio")
         av_shared = all(x.shape[0] == 1 or x.stride(0) == 0 for x in (visual, audio))
 
         def as_mask(m: torch.Tensor, name: str, want: tuple[int, ...]) -> torch.Tensor:

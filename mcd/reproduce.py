@@ -1,0 +1,95 @@
+"""`mcd reproduce --config configs/synth-default.json [--publish checkpoints/mcd-synth]`: every stage of a recipe.
+
+synth (train/val/test + a fresh test set of another seed) -> pretrain-encoders -> extract -> train -> evaluate the
+best checkpoint on the fresh test clips decoded from their mp4 files -> publish (checkpoint + metrics.json + model
+card). Each stage is the same CLI command a person would type; finished stages are skipped on a re-run, so an
+interrupted reproduction continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+
+def _stage(name: str, argv: list[str], seconds: dict, done: bool = False) -> None:
+    from mcd.cli import CLIError, main
+
+    if done:
+        print(f"== {name}: already done, skipped", flush=True)
+        return
+    print(f"== {name}: mcd {' '.join(argv)}", flush=True)
+    start = time.perf_counter()
+    rc = main(argv)
+    seconds[name] = time.perf_counter() - start
+    if rc != 0:
+        raise CLIError(f"stage {name} failed (exit {rc})")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="recipe JSON")
+    p.add_argument("--publish", type=Path, help="copy the result here with metrics.json and a model card")
+    p.add_argument("--workers", type=int, default=2, help="processes for synth and decoding")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mcd.checkpoint import load_checkpoint
+    from mcd.cli import CLIError
+    from mcd.evaluate import format_table
+    from mcd.model_card import render
+    from mcd.recipe import RecipeError, load_recipe
+
+    try:
+        recipe = load_recipe(args.config)
+    except RecipeError as exc:
+        raise CLIError(str(exc)) from exc
+    s, root = recipe.synth, Path(recipe.data.root)
+    fresh = Path(f"{recipe.data.root}-fresh-test")
+    out = Path(recipe.out)
+    seconds: dict[str, float] = {}
+    w = str(args.workers)
+    _stage("synth", ["synth", "--out", str(root), "--videos", str(s.videos), "--seed", str(s.seed), "--splits",
+                     s.splits, "--questions-per-video", str(s.questions_per_video), "--workers", w, "--quiet"],
+           seconds, done=(root / "scenes.jsonl").exists())
+    _stage("synth-fresh-test", ["synth", "--out", str(fresh), "--videos", str(s.test_videos), "--seed",
+                                str(s.test_seed), "--splits", "test=1", "--questions-per-video",
+                                str(s.questions_per_video), "--workers", w, "--quiet"],
+           seconds, done=(fresh / "scenes.jsonl").exists())
+    pre = [f"--{k.replace('_', '-')}={v}" for k, v in recipe.pretrain.items()]
+    _stage("pretrain-encoders", ["pretrain-encoders", "--data", str(root), "--out", recipe.encoders,
+                                 "--workers", w, *pre], seconds, done=(Path(recipe.encoders) / "encoders.json").exists())
+    _stage("extract", ["extract", "--data", str(root), "--encoders", recipe.encoders, "--cache",
+                       recipe.data.features, "--workers", w], seconds)
+    _stage("train", ["train", "--config", args.config, "--quiet", "--resume"], seconds)
+    report_path = out / "fresh-test-report.json"
+    _stage("evaluate", ["evaluate", "--checkpoint", str(out / "best"), "--data", str(fresh), "--split", "test",
+                        "--predictions", str(out / "fresh-test-predictions.jsonl"), "--report", str(report_path)],
+           seconds)
+    report = json.loads(report_path.read_text())
+    timing_path = out / "stage-seconds.json"
+    earlier = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    seconds = {**earlier, **seconds}
+    timing_path.write_text(json.dumps(seconds, indent=2))
+    print(format_table(report, label=recipe.name))
+    if args.publish:
+        ckpt = load_checkpoint(out / "best")
+        dest = args.publish
+        tmp = dest.with_name(dest.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(out / "best", tmp)
+        metrics = {"fresh_test": report, "val": ckpt.metrics.get("val", {}), "stage_seconds": seconds,
+                   "fresh_test_data": {"videos": s.test_videos, "seed": s.test_seed}}
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        card = render(recipe.name, recipe.to_dict(), f"mcd reproduce --config {args.config} --publish {dest}",
+                      seconds, report, metrics["val"], f"{report['n']} questions",
+                      sum(p.numel() for p in ckpt.model.parameters()))
+        (tmp / "README.md").write_text(card)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+        print(f"published {dest}")
+    return 0
+
