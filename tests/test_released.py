@@ -312,7 +312,8 @@ def test_excerpt_through_dataset_and_one_training_step(tmp_path, records, text_e
         full = model(**{**batch.model_inputs(), "labels": None}).logits
         for b in range(B):
             nq, nk = int(batch.question_mask[b].sum()), int(batch.objects_mask[b].sum())
-            alone = model(visual=batch.visual[b:b + 1], audio=batch.audio[b:b + 1],
+            c = int(batch.video_index[b])  # the row of this question's clip
+            alone = model(visual=batch.visual[c:c + 1], audio=batch.audio[c:c + 1],
                           question=batch.question[b:b + 1, :nq], question_mask=batch.question_mask[b:b + 1, :nq],
                           objects=batch.objects[b:b + 1, :nk], objects_mask=batch.objects_mask[b:b + 1, :nk],
                           objects_kind=batch.objects_kind[b:b + 1, :nk]).logits
