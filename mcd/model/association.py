@@ -47,7 +47,8 @@ class MultiHeadAttention(nn.Module):
         k = self.k_proj(context).view(Bc, N, h, dh).transpose(1, 2)      # [Bc,h,N,dh]
         v = self.v_proj(context).view(Bc, N, h, dh).transpose(1, 2)
         if context_index is not None:
-            k, v, Bc = k[context_index], v[context_index], B
+            # index_select: its backward is an index_add, much cheaper than advanced indexing's index_put
+            k, v, Bc = k.index_select(0, context_index), v.index_select(0, context_index), B
         fold = Bc == 1 and B > 1
         if fold:  # one clip, B questions: fold B into the query axis so K/V are never copied B times
             q = q.transpose(0, 1).reshape(1, h, B * Lq, dh)
