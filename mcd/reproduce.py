@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 
-def _stage(name: str, argv: list[str], seconds: dict, done: bool = False) -> None:
+def _stage(name: str, argv: list[str], timing_path: Path, done: bool = False) -> None:
+    """Run one stage; its time is saved at once, so an interrupted reproduction keeps the times it measured."""
     from mcd.cli import CLIError, main
 
     if done:
@@ -23,9 +24,12 @@ def _stage(name: str, argv: list[str], seconds: dict, done: bool = False) -> Non
     print(f"== {name}: mcd {' '.join(argv)}", flush=True)
     start = time.perf_counter()
     rc = main(argv)
-    seconds[name] = time.perf_counter() - start
     if rc != 0:
         raise CLIError(f"stage {name} failed (exit {rc})")
+    seconds = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    seconds[name] = round(time.perf_counter() - start, 1)
+    timing_path.parent.mkdir(parents=True, exist_ok=True)
+    timing_path.write_text(json.dumps(seconds, indent=2))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     s, root = recipe.synth, Path(recipe.data.root)
     fresh = Path(f"{recipe.data.root}-fresh-test")
     out = Path(recipe.out)
-    seconds: dict[str, float] = {}
+    seconds = out / "stage-seconds.json"
     w = str(args.workers)
     _stage("synth", ["synth", "--out", str(root), "--videos", str(s.videos), "--seed", str(s.seed), "--splits",
                      s.splits, "--questions-per-video", str(s.questions_per_video), "--workers", w, "--quiet"],
@@ -68,10 +72,7 @@ def run(args: argparse.Namespace) -> int:
                         "--predictions", str(out / "fresh-test-predictions.jsonl"), "--report", str(report_path)],
            seconds)
     report = json.loads(report_path.read_text())
-    timing_path = out / "stage-seconds.json"
-    earlier = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-    seconds = {**earlier, **seconds}
-    timing_path.write_text(json.dumps(seconds, indent=2))
+    seconds = json.loads(seconds.read_text())
     print(format_table(report, label=recipe.name))
     if args.publish:
         ckpt = load_checkpoint(out / "best")

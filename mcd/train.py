@@ -154,7 +154,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
             state["step"] += 1
             n_batches += 1
             for k, v in {"loss": out_.loss, **out_.losses}.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.set_postfix(loss=f"{sums['loss'] / n_batches:.3f}")
         state["epoch"] = epoch + 1
         if dist.is_main:

@@ -1,0 +1,285 @@
+"""`synth` visual and audio encoders: small CNNs for the synthetic world (DESIGN §5).
+
+They stand in for ImageNet/AudioSet backbones: `mcd pretrain-encoders` trains them on the benchmark's
+per-cell / per-segment labels and freezes them, and their weights travel in the checkpoint. They must be
+cheap: extracting 6,000 clips on 2 CPU cores has a 20-minute budget, so the visual net runs a 112x112
+frame in a few tens of MFLOPs and the audio net a 64-mel spectrogram in about ten.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+
+from mcd.encoders.base import (
+    GRID,
+    SAMPLE_RATE,
+    AudioEncoder,
+    EncoderSpecError,
+    VisualEncoder,
+    as_frames,
+    as_segments,
+    check_dim,
+    chunks,
+    weights_digest,
+)
+
+VISUAL_DEFAULTS: dict[str, Any] = {"input_size": 112, "widths": [24, 48, 96, 128]}
+AUDIO_DEFAULTS: dict[str, Any] = {
+    "n_mels": 64, "n_fft": 512, "win_length": 400, "hop_length": 160, "widths": [16, 32, 64, 128],
+}
+
+
+def conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SynthVisualNet(nn.Module):
+    """112x112 RGB -> [dim, 7, 7]: four stride-2 stages (16x down), extra 3x3 convs at 14x14 and 7x7 so each
+    cell sees ~80 px of context, enough to recognise a player that straddles cells."""
+
+    def __init__(self, dim: int = 128, widths: Sequence[int] = (24, 48, 96, 128)):
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        self.features = nn.Sequential(
+            conv_bn(3, w0, 2),     # 56
+            conv_bn(w0, w1, 2),    # 28
+            conv_bn(w1, w2, 2),    # 14
+            conv_bn(w2, w2, 1),
+            conv_bn(w2, w3, 2),    # 7
+            conv_bn(w3, w3, 1),
+        )
+        self.proj = nn.Conv2d(w3, dim, 1)  # linear output: features live where a linear probe can read them
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.features(x))
+
+
+class SynthAudioNet(nn.Module):
+    """Log-mel [1, n_mels, frames] -> [dim]. The input BatchNorm is a fixed affine at inference, so absolute
+    level (loudness) survives; pooling is over time only, keeping where in frequency the energy sits."""
+
+    def __init__(self, dim: int = 128, n_mels: int = 64, widths: Sequence[int] = (16, 32, 64, 128)):
+        super().__init__()
+        w0, w1, w2, w3 = widths
+        self.norm = nn.BatchNorm2d(1)
+        self.features = nn.Sequential(
+            conv_bn(1, w0, 2),
+            conv_bn(w0, w1, 2),
+            conv_bn(w1, w1, 1),
+            conv_bn(w1, w2, 2),
+            conv_bn(w2, w2, 1),
+            conv_bn(w2, w3, 2),
+        )
+        freq = n_mels
+        for _ in range(4):
+            freq = (freq + 1) // 2
+        self.proj = nn.Linear(2 * w3 * freq, dim)
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        h = self.features(self.norm(logmel))          # [B, C, F', T']
+        pooled = torch.cat([h.mean(dim=3), h.amax(dim=3)], dim=1)  # [B, 2C, F']
+        return self.proj(pooled.flatten(1))
+
+
+class LogMel:
+    """1-s waveform -> log-mel [1, n_mels, frames]. A plain object (not an nn.Module) so its fixed buffers stay
+    out of the encoder's state_dict and therefore out of checkpoints."""
+
+    def __init__(self, n_mels: int, n_fft: int, win_length: int, hop_length: int):
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SAMPLE_RATE, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
+            f_min=20.0, f_max=SAMPLE_RATE / 2, n_mels=n_mels, power=2.0,
+        )
+
+    def to(self, device: torch.device) -> "LogMel":
+        self.mel = self.mel.to(device)
+        return self
+
+    def __call__(self, audio: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.mel(audio) + 1e-6).unsqueeze(1)
+
+
+def resize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [T,H,W,3] -> float [T,3,size,size] in 0..255 (squashed, not cropped: players at the frame's edges
+    stay in view). Pretraining resizes with this same function, so training and extraction see equal pixels."""
+    x = frames.permute(0, 3, 1, 2).float()
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
+def normalise_frames(x: torch.Tensor) -> torch.Tensor:
+    """0..255 -> roughly zero-mean unit-variance input for the CNN."""
+    return (x / 255.0 - 0.5) / 0.25
+
+
+def _arch(spec: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    arch = dict(defaults)
+    extra = set(spec.get("arch", {})) - set(defaults)
+    if extra:
+        raise EncoderSpecError(f"unknown synth architecture fields {sorted(extra)}; known: {sorted(defaults)}")
+    arch.update(spec.get("arch", {}))
+    if len(arch["widths"]) != 4:
+        raise EncoderSpecError(f"synth widths must list 4 stage widths, got {arch['widths']}")
+    return arch
+
+
+def _load(module: nn.Module, state_dict: Mapping[str, torch.Tensor] | None, what: str) -> None:
+    if state_dict is None:
+        return
+    try:
+        result = module.load_state_dict(dict(state_dict), strict=False)
+    except RuntimeError as e:  # shape mismatch: torch lists every tensor; the first line is enough
+        first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), str(e)[:200])
+        raise EncoderSpecError(f"synth {what} encoder weights do not match its spec: {first}") from None
+    if result.missing_keys or result.unexpected_keys:
+        raise EncoderSpecError(
+            f"synth {what} encoder weights do not match its spec: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
+
+
+def _check_digest(enc, spec: Mapping[str, Any], state_dict) -> Any:
+    """Weights from one training run must not be paired with the spec of another (features would silently
+    differ from the ones the checkpoint's model was trained on)."""
+    want = spec.get("digest")
+    if state_dict is not None and want is not None and enc.id.rsplit("-", 1)[-1] != want:
+        raise EncoderSpecError(
+            f"synth {enc.modality} encoder weights (digest {enc.id.rsplit('-', 1)[-1]}) are not the ones its spec "
+            f"was written with (digest {want})"
+        )
+    return enc
+
+
+def _freeze(module: nn.Module) -> None:
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+
+class SynthVisualEncoder(nn.Module, VisualEncoder):
+    """Frames of any size -> resized to 112x112 -> [T, 49, dim] cell features (row-major 7x7)."""
+
+    backend = "synth"
+
+    def __init__(self, dim: int = 128, arch: Mapping[str, Any] | None = None, provenance: Mapping | None = None):
+        nn.Module.__init__(self)
+        self.arch = _arch({"arch": dict(arch or {})}, VISUAL_DEFAULTS)
+        self.dim = int(dim)
+        self.provenance = dict(provenance or {})
+        self.net = SynthVisualNet(self.dim, self.arch["widths"])
+        self.batch_size = 64
+        self._id: str | None = None
+        self.freeze()
+
+    @classmethod
+    def from_spec(cls, spec: dict, state_dict=None, device=torch.device("cpu")) -> "SynthVisualEncoder":
+        enc = cls(spec.get("dim", 128), spec.get("arch"), spec.get("provenance"))
+        check_dim(spec, enc.dim)
+        _load(enc, state_dict, "visual")
+        return _check_digest(enc.freeze(), spec, state_dict).to(device)
+
+    def spec(self) -> dict[str, Any]:
+        spec = {"modality": "visual", "backend": "synth", "dim": self.dim, "arch": dict(self.arch),
+                "digest": self.id.rsplit("-", 1)[-1]}
+        if self.provenance:
+            spec["provenance"] = self.provenance
+        return spec
+
+    def freeze(self) -> "SynthVisualEncoder":
+        """Eval mode, no gradients; called after (pre)training, which also invalidates the weight-digest id."""
+        _freeze(self)
+        self._id = None
+        return self
+
+    @property
+    def id(self) -> str:
+        if self._id is None:  # weights are frozen, so the digest is computed once
+            self._id = f"synth-visual-{weights_digest(self.state_dict())}"
+        return self._id
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return next(self.parameters()).device
+
+    def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 [T,H,W,3] -> normalised float [T,3,S,S]."""
+        return normalise_frames(resize_frames(as_frames(frames).to(self.device), self.arch["input_size"]))
+
+    @torch.inference_mode()
+    def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        frames = as_frames(frames)
+        out = []
+        for sl in chunks(frames.shape[0], self.batch_size):
+            grid = self.net(self.preprocess(frames[sl]))            # [b, dim, 7, 7]
+            if grid.shape[-2:] != (GRID, GRID):
+                grid = F.adaptive_avg_pool2d(grid, GRID)
+            out.append(grid.flatten(2).transpose(1, 2).float().cpu())  # [b, 49, dim]
+        return torch.cat(out)
+
+
+class SynthAudioEncoder(nn.Module, AudioEncoder):
+    """1-s mono windows at 16 kHz -> log-mel (64 bands) -> [T, dim]."""
+
+    backend = "synth"
+
+    def __init__(self, dim: int = 128, arch: Mapping[str, Any] | None = None, provenance: Mapping | None = None):
+        nn.Module.__init__(self)
+        self.arch = _arch({"arch": dict(arch or {})}, AUDIO_DEFAULTS)
+        self.dim = int(dim)
+        self.provenance = dict(provenance or {})
+        a = self.arch
+        self.logmel = LogMel(a["n_mels"], a["n_fft"], a["win_length"], a["hop_length"])
+        self.net = SynthAudioNet(self.dim, a["n_mels"], a["widths"])
+        self.batch_size = 128
+        self._id: str | None = None
+        self.freeze()
+
+    @classmethod
+    def from_spec(cls, spec: dict, state_dict=None, device=torch.device("cpu")) -> "SynthAudioEncoder":
+        enc = cls(spec.get("dim", 128), spec.get("arch"), spec.get("provenance"))
+        check_dim(spec, enc.dim)
+        _load(enc, state_dict, "audio")
+        return _check_digest(enc.freeze(), spec, state_dict).to(device)
+
+    def to(self, *args, **kwargs) -> "SynthAudioEncoder":  # the log-mel object is not a submodule
+        super().to(*args, **kwargs)
+        self.logmel.to(self.device)
+        return self
+
+    def spec(self) -> dict[str, Any]:
+        spec = {"modality": "audio", "backend": "synth", "dim": self.dim, "arch": dict(self.arch),
+                "digest": self.id.rsplit("-", 1)[-1]}
+        if self.provenance:
+            spec["provenance"] = self.provenance
+        return spec
+
+    def freeze(self) -> "SynthAudioEncoder":
+        _freeze(self)
+        self._id = None
+        return self
+
+    @property
+    def id(self) -> str:
+        if self._id is None:
+            self._id = f"synth-audio-{weights_digest(self.state_dict())}"
+        return self._id
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return next(self.parameters()).device
+
+    def preprocess(self, audio_segments: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """[T, 16000] waveforms -> log-mel [T, 1, n_mels, frames] (training caches this)."""
+        return self.logmel(as_segments(audio_segments).to(self.device))
+
+    @torch.inference_mode()
+    def encode(self, audio_segments: np.ndarray | torch.Tensor) -> torch.Tensor:
+        audio = as_segments(audio_segments)
+        out = [self.net(self.preprocess(audio[sl])).float().cpu() for sl in chunks(audio.shape[0], self.batch_size)]
+        return torch.cat(out)

@@ -1,0 +1,219 @@
+"""`mcd pretrain-encoders` and its labels, on a tiny fake benchmark written here with PyAV.
+
+The fake world is trivially learnable on purpose (each instrument is a flat colour and a pure tone), so a few
+dozen optimiser steps must already separate the classes: a training loop with a broken loss, label alignment
+or frozen parameters would fail the accuracy checks.
+"""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mcd.cli import main as cli_main
+from mcd.encoders import EncoderSpecError, build_encoder
+from mcd.encoders.labels import (
+    IGNORE,
+    LabelSpace,
+    SceneLabelError,
+    audio_targets,
+    cell_labels,
+    parse_scene,
+    read_scenes,
+    single_instrument,
+)
+
+COLOURS = {"violin": (230, 30, 30), "piano": (30, 220, 60), "drum": (250, 230, 20)}
+TONES = {"violin": 880.0, "piano": 262.0, "drum": 120.0}
+BACKGROUNDS = {"indoor": (70, 45, 30), "outdoor": (120, 180, 235)}
+BOXES = {"left": [8, 56, 72, 200], "middle": [80, 56, 144, 200], "right": [152, 56, 216, 200]}
+DURATION, FPS, SIZE, SR = 3.0, 8, 224, 16000
+
+
+def fake_scene(i: int, split: str) -> dict:
+    """Deterministic scene i: 1-2 players, one of them sounding only in the first half on odd i."""
+    rng = np.random.default_rng(i)
+    names = list(COLOURS)
+    n = 1 + i % 2
+    positions = ["left", "right"] if n == 2 else [["left", "middle", "right"][i % 3]]
+    players = []
+    for k, pos in enumerate(positions):
+        inst = names[(i + k) % 3]
+        intervals = [[0.0, DURATION]] if k == 0 else [[0.0, 1.0]]
+        players.append({"instrument": inst, "position": pos, "bbox": BOXES[pos],
+                        "loudness": float(rng.uniform(0.4, 1.0)), "rate": float(rng.uniform(1, 4)),
+                        "intervals": intervals})
+    return {"video_id": f"fake_{i:03d}", "split": split, "duration": DURATION, "fps": FPS, "size": SIZE,
+            "background": "indoor" if i % 2 else "outdoor", "players": players, "offscreen": None,
+            "voiceover": {"intervals": [[2.0, 3.0]]} if i % 3 == 0 else None}
+
+
+def write_clip(path: Path, scene: dict) -> None:
+    image = np.zeros((SIZE, SIZE, 3), dtype=np.uint8)
+    image[:] = BACKGROUNDS[scene["background"]]
+    for p in scene["players"]:
+        x0, y0, x1, y1 = p["bbox"]
+        image[y0:y1, x0:x1] = COLOURS[p["instrument"]]
+    t = np.arange(int(DURATION * SR)) / SR
+    audio = np.zeros_like(t)
+    for p in scene["players"]:
+        on = np.zeros_like(t, dtype=bool)
+        for a, b in p["intervals"]:
+            on |= (t >= a) & (t < b)
+        audio += 0.3 * p["loudness"] * np.sin(2 * np.pi * TONES[p["instrument"]] * t) * on
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = SIZE, SIZE, "yuv420p"
+        vs.options = {"preset": "ultrafast"}
+        st = out.add_stream("aac", rate=SR, layout="mono")
+        for i in range(int(DURATION * FPS)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            out.mux(vs.encode(frame))
+        out.mux(vs.encode())
+        samples = audio.astype(np.float32)[None]
+        for start in range(0, samples.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + 1024]), format="fltp",
+                                               layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = SR, start, Fraction(1, SR)
+            out.mux(st.encode(frame))
+        out.mux(st.encode())
+
+
+@pytest.fixture
+def one_thread():
+    """Train on one thread: on a machine shared with other jobs, two OpenMP threads spin-waiting on each other
+    made this test 7x slower (70 s vs 11 s measured); one thread costs little on an idle machine."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("fake-bench")
+    (root / "videos").mkdir()
+    scenes = [fake_scene(i, "train") for i in range(8)] + [fake_scene(i, "val") for i in range(8, 12)]
+    with (root / "scenes.jsonl").open("w") as f:
+        for s in scenes:
+            f.write(json.dumps(s) + "\n")
+            write_clip(root / "videos" / f"{s['video_id']}.mp4", s)
+    return root
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def test_cell_labels_follow_bounding_boxes():
+    scene = parse_scene(fake_scene(1, "train"))  # indoor; players left [8, 56, 72, 200] and right [152, 56, 216, 200]
+    space = LabelSpace.from_scenes([scene, parse_scene(fake_scene(0, "train"))])
+    cells = cell_labels(scene, space).reshape(7, 7)
+    L, R = (space.visual.index(p["instrument"]) for p in scene.players)
+    B, X = space.visual.index("background:indoor"), IGNORE
+    # 32-px cells. Columns: left box covers col 0 by 0.75, col 1 fully, col 2 by 0.25; right box mirrors it.
+    # Rows: 1 and 6 are covered by 0.25, rows 2-5 fully. >= 0.4 -> instrument, <= 0.1 -> background, else ignored
+    edge = [X, X, B, B, B, X, X]            # rows 1 and 6: 0.19 / 0.25 covered, col 2 and 4 only 0.06
+    core = [L, L, X, B, X, R, R]
+    assert cells.tolist() == [[B] * 7, edge, core, core, core, core, edge]
+    assert space.visual[: space.num_backgrounds] == ("background:indoor", "background:outdoor")
+
+
+def test_audio_targets_are_window_fractions():
+    scene = parse_scene(fake_scene(3, "train"))  # two players (second sounds 0..1 s), voiceover 2..3 s
+    space = LabelSpace.from_scenes([scene])
+    tg = audio_targets(scene, np.array([0.5, 1.0, 2.5]), space)
+    first, second = (space.audio.index(p["instrument"]) for p in scene.players)
+    assert tg.presence[:, first].tolist() == [1.0, 1.0, 1.0]
+    assert tg.presence[:, second].tolist() == pytest.approx([1.0, 0.5, 0.0])
+    assert tg.presence[:, -1].tolist() == pytest.approx([0.0, 0.0, 1.0])      # voiceover
+    assert tg.loudness[0, second] == pytest.approx(scene.players[1]["loudness"])
+    assert tg.log_rate[0, second] == pytest.approx(np.log(scene.players[1]["rate"]))
+    assert tg.mask[:, second].tolist() == [True, True, False] and not tg.mask[:, -1].any()
+    # windows 0 and 1 hold two instruments, window 2 the voiceover; 1..2 s holds only the first player
+    assert single_instrument(tg).tolist() == [-1, -1, -1]
+    tg2 = audio_targets(scene, np.array([1.5]), space)
+    assert single_instrument(tg2).tolist() == [first]
+
+
+def test_read_scenes_reports_the_bad_line(tmp_path):
+    path = tmp_path / "scenes.jsonl"
+    path.write_text(json.dumps(fake_scene(0, "train")) + "\n" + json.dumps({"video_id": "x"}) + "\n")
+    with pytest.raises(SceneLabelError, match=r"scenes.jsonl:2: malformed"):
+        read_scenes(path)
+    with pytest.raises(SceneLabelError, match="does not exist"):
+        read_scenes(tmp_path / "nope.jsonl")
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def _run(benchmark: Path, out: Path, steps: int, workers: int = 0) -> int:
+    return cli_main(["pretrain-encoders", "--data", str(benchmark), "--out", str(out), "--T", "3",
+                     "--visual-steps", str(steps), "--audio-steps", str(steps), "--batch-size", "16",
+                     "--workers", str(workers), "--lr", "3e-3"])
+
+
+def test_pretrain_writes_frozen_encoders_that_learned(benchmark, tmp_path, capsys, one_thread):
+    out = tmp_path / "enc"
+    assert _run(benchmark, out, steps=30) == 0
+    printed = capsys.readouterr().out
+    assert "held-out (val, 4 videos)" in printed
+
+    specs = json.loads((out / "encoders.json").read_text())
+    assert set(specs) == {"visual", "audio", "text"} and specs["text"]["backend"] == "minilm"
+    assert specs["visual"]["provenance"]["visual_classes"] == [
+        "background:indoor", "background:outdoor", "drum", "piano", "violin"]
+    assert specs["audio"]["provenance"]["audio_classes"] == ["drum", "piano", "violin", "voiceover"]
+
+    visual = build_encoder(specs["visual"], load_file(out / "visual.safetensors"))
+    audio = build_encoder(specs["audio"], load_file(out / "audio.safetensors"))
+    assert visual.id.endswith(specs["visual"]["digest"]) and audio.id.endswith(specs["audio"]["digest"])
+    assert not any(p.requires_grad for p in visual.parameters()) and not visual.training
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_videos"] == 8 and metrics["train_frames"] == 24 and metrics["held_out_videos"] == 4
+    # flat colours and pure tones: far above chance (5 visual classes, 3 instruments) after 30 steps
+    assert metrics["visual"]["cell_accuracy"] > 0.9
+    assert metrics["visual"]["instrument_cell_accuracy"] > 0.8
+    assert metrics["audio"]["single_instrument_accuracy"] > 0.9
+
+    # the saved visual encoder separates a red (violin) cell from a yellow (drum) cell of a fresh frame
+    frame = np.zeros((1, SIZE, SIZE, 3), dtype=np.uint8)
+    frame[:] = BACKGROUNDS["outdoor"]
+    frame[0, 56:200, 8:72] = COLOURS["violin"]
+    frame[0, 56:200, 152:216] = COLOURS["drum"]
+    feats = visual.encode(frame)[0].reshape(7, 7, -1)
+    left, right, sky = feats[3, 0], feats[3, 6], feats[0, 3]
+    assert torch.dist(left, right) > 0.1 * left.norm()
+    assert torch.dist(left, sky) > 0.1 * left.norm()
+
+
+def test_weights_from_another_run_are_rejected(benchmark, tmp_path, one_thread):
+    assert _run(benchmark, tmp_path / "a", steps=1, workers=1) == 0  # also decodes in a worker process
+    specs = json.loads((tmp_path / "a" / "encoders.json").read_text())
+    other = build_encoder({"modality": "visual", "backend": "synth"}).state_dict()
+    with pytest.raises(EncoderSpecError, match="digest"):
+        build_encoder(specs["visual"], other)
+
+
+def test_cli_errors_are_messages(tmp_path, capsys):
+    assert cli_main(["pretrain-encoders", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert cli_main(["pretrain-encoders", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "scenes.jsonl does not exist" in capsys.readouterr().err
+    assert cli_main(["pretrain-encoders", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--T", "0"]) == 2
+    assert "--T must be at least 1" in capsys.readouterr().err
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "fake_001.mp4").write_text("not a video")
+    (tmp_path / "scenes.jsonl").write_text(json.dumps(fake_scene(0, "train")) + "\n" + json.dumps(fake_scene(1, "train")))
+    assert cli_main(["pretrain-encoders", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
+    captured = capsys.readouterr()
+    assert "none of the 1 training clips" in captured.err
+    assert "fake_000.mp4: missing" in captured.out and "skipped fake_001.mp4:" in captured.out
