@@ -128,6 +128,13 @@ class Pipeline:
         self._clips: OrderedDict[str, ClipFeatures] = OrderedDict()
         self._cache_clips = cache_clips
         self._lock = threading.Lock()
+        # the question side runs one request at a time: the fast tokenizer is not safe across threads
+        self._model_lock = threading.Lock()
+
+    def clear_cache(self) -> None:
+        """Forget every encoded clip (the next request about any clip decodes and encodes it again)."""
+        with self._lock:
+            self._clips.clear()
 
     @property
     def ood_threshold(self) -> float | None:
@@ -172,7 +179,8 @@ class Pipeline:
         t0 = time.perf_counter()
         feats = self.clip_features(path)
         t1 = time.perf_counter()
-        results = self.answer_features(feats.visual, feats.audio, parsed)
+        with self._model_lock:
+            results = self.answer_features(feats.visual, feats.audio, parsed)
         t2 = time.perf_counter()
         timings = {**feats.timings, "features_s": t1 - t0, "model_s": t2 - t1}
         return AnswerSet(feats, results, timings)

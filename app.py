@@ -1,0 +1,688 @@
+"""The MCD-AVQA demo (Gradio 6): ask questions about a clip, see the answers, the clues and teacher vs student.
+
+    python app.py [--checkpoint DIR] [--host H] [--port P] [--max-file-mb MB] [--max-duration-s S]
+
+UI only: answering is `mcd.pipeline.Pipeline`, figures are `mcd.viz`, scoring is `mcd.evaluate`. This file lays
+out the page, turns inputs into pipeline calls and every failure into a message a person can act on.
+
+Serving (DESIGN §8): the main event is the public API endpoint `/answer` (clip + questions text -> results JSON,
+table and the first question's figures); every other event is private. The queue runs a few events at once;
+uploads above the size limit are refused by Gradio before they reach the model; only files under `assets/` and
+Gradio's temp/cache folders are served. `GRADIO_ROOT_PATH` sets the mount point behind a proxy, and
+`GRADIO_SERVER_NAME`/`GRADIO_SERVER_PORT` are honoured when --host/--port are not given (Hugging Face Spaces).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from mcd import media, viz
+from mcd.pipeline import DEFAULT_CHECKPOINT, MAX_QUESTIONS, Pipeline, QuestionsError, split_questions
+
+ROOT = Path(__file__).resolve().parent
+ASSETS = ROOT / "assets"
+EXAMPLES_FILE = ASSETS / "examples.json"
+log = logging.getLogger("mcd.app")
+
+RESULT_COLUMNS = ["#", "question", "type", "answer", "confidence", "teacher answer", "agree", "expected"]
+ANALYSIS_COLUMNS = ["question_id", "video_id", "type", "question", "answer", "pred", "score", "teacher_pred",
+                    "correct"]
+TYPE_COLUMNS = ["type", "questions", "accuracy (%)", "teacher accuracy (%)"]
+FIGURE_LABELS = {"top5": "Answer candidates (student)", "teacher_student": "Teacher vs student",
+                 "temporal": "Temporal clues", "heatmap": "Spatial clues (heatmap)",
+                 "association": "Audio-visual association", "objects": "Text objects"}
+ALL = "All"
+DISPLAY_SIDE = 320          # frames kept per session for heatmaps are resized to this longest side
+VIDEO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Serving limits. The size limit is enforced twice: by Gradio at upload and by `media` before decoding."""
+
+    max_file_mb: float = 100.0
+    max_duration_s: float = 300.0
+    concurrency: int = 2        # events that run at once (the machine's cores are shared by all of them)
+    queue_size: int = 64        # waiting requests beyond this are turned away with a "queue full" message
+    torch_threads: int | None = None   # None: cores / concurrency
+
+    def threads(self) -> int:
+        """Intra-op threads per event. More threads than cores (concurrent events x torch's default of one per
+        core) makes OpenMP spin and wait: on 2 shared cores the model step measured 0.03 s with 1 thread and
+        2.3 s with the default."""
+        return self.torch_threads or max(1, (os.cpu_count() or 1) // max(1, self.concurrency))
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+    def limits(self) -> media.MediaLimits:
+        return media.MediaLimits(max_bytes=self.max_bytes, max_duration_s=self.max_duration_s)
+
+
+@dataclass
+class Example:
+    video: Path
+    questions: list[str]
+    title: str
+    answers: dict[str, str] = field(default_factory=dict)   # question -> ground truth, when the file gives it
+
+
+@dataclass
+class Session:
+    """What one browser session keeps between "Answer" and selecting a row (small: frames are downsized)."""
+
+    results: list = field(default_factory=list)      # QuestionResult per question
+    frames: np.ndarray | None = None                  # uint8 [T, h, w, 3], display size
+    timestamps: np.ndarray | None = None
+    duration: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+def load_examples(path: Path = EXAMPLES_FILE) -> list[Example]:
+    """Example clips and their questions from assets/examples.json; a missing or broken file gives none.
+
+    Accepted: a list (or {"examples": [...]}) of objects with the clip under "video" (also "clip", "path",
+    "file"; relative to the JSON file's folder or the repository) and "questions" (a list of strings, or one
+    string with one question per line); optional "title" and "answers" (the ground truth, parallel to the
+    questions, from the synthetic scene). Entries whose clip is missing are skipped with a log line.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return []
+    entries = data.get("examples", []) if isinstance(data, dict) else data
+    out = []
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        if not isinstance(entry, dict):
+            continue
+        name = next((entry[k] for k in ("video", "clip", "path", "file") if isinstance(entry.get(k), str)), None)
+        questions = entry.get("questions", [])
+        if isinstance(questions, str):
+            questions = questions.splitlines()
+        answers = entry.get("answers") if isinstance(entry.get("answers"), list) else []
+        truth = {q.strip(): str(a) for q, a in zip(questions, answers) if isinstance(q, str) and q.strip()}
+        questions = [q.strip() for q in questions if isinstance(q, str) and q.strip()][:MAX_QUESTIONS]
+        if name is None:
+            log.warning("%s: example %d names no clip", path, i)
+            continue
+        video = Path(name) if Path(name).is_absolute() else (Path(path).parent / name)
+        if not video.is_file() and (ROOT / name).is_file():
+            video = ROOT / name
+        if not video.is_file():
+            log.warning("%s: example clip %s not found", path, video)
+            continue
+        out.append(Example(video.resolve(), questions, str(entry.get("title") or video.stem), truth))
+    return out
+
+
+def model_card(checkpoint: Path, metrics: dict | None) -> str:
+    """The checkpoint's README.md (its model card), else a short note, plus its metrics.json summary."""
+    readme = checkpoint / "README.md"
+    parts = [readme.read_text(encoding="utf-8")] if readme.is_file() else [
+        f"No model card (README.md) in `{checkpoint}`."]
+    if metrics:
+        text = json.dumps(metrics, indent=2)
+        if len(text) > 6000:
+            text = text[:6000] + "\n..."
+        parts.append(f"**metrics.json**\n\n```json\n{text}\n```")
+    return "\n\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------ formatting
+
+def clip_markdown(summary: dict, threshold: float | None) -> str:
+    """The clip panel: duration, segments, resolution, audio, out-of-domain score."""
+    lines = [f"**Clip:** {summary['duration_s']:.1f} s, {summary['width']}x{summary['height']}, "
+             f"{summary['T']} segments of {summary['duration_s'] / max(summary['T'], 1):.2f} s"]
+    if summary["has_audio"]:
+        lines.append("**Audio:** present")
+    else:
+        lines.append("**Audio: none.** The clip has no audio track; it was answered as silent, so answers about "
+                     "sound are not meaningful.")
+    if threshold is None:
+        lines.append(f"**Out-of-domain score:** {summary['ood_score']:.2f} (this checkpoint has no calibration)")
+    elif summary["out_of_domain"]:
+        lines.append(f"**Out of domain:** score {summary['ood_score']:.2f} > {threshold:.2f}. This clip looks "
+                     "unlike the training clips; treat the answers with caution.")
+    else:
+        lines.append(f"**In domain:** score {summary['ood_score']:.2f} (warning above {threshold:.2f})")
+    return "\n\n".join(lines)
+
+
+def clip_warnings(summary: dict) -> list[str]:
+    out = []
+    if not summary["has_audio"]:
+        out.append("This clip has no audio track: it was answered as silent; answers about sound are unreliable.")
+    if summary["out_of_domain"]:
+        out.append("This clip is out of domain (unlike the training clips): treat the answers with caution.")
+    return out
+
+
+def results_table(results: Sequence, expected: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per question; "expected" is the ground truth of example clips (empty for other clips)."""
+    expected = expected or {}
+    rows = [[i + 1, r.question, r.type, r.answer, round(r.confidence, 3), r.teacher_answer,
+             "yes" if r.agree else "no", expected.get(r.question, "")] for i, r in enumerate(results)]
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def question_header(index: int, r) -> str:
+    note = f"  \n*{r.note}*" if r.note else ""
+    agree = "agrees" if r.agree else "**disagrees**"
+    return (f"**Question {index + 1}:** {r.question}  \n"
+            f"Answer **{r.answer}** ({r.confidence:.1%}); the teacher {agree} ({r.teacher_answer}, "
+            f"{r.teacher_confidence:.1%}). Type {r.type}; keywords {', '.join(r.keywords) or 'none'}; "
+            f"cos(z_q, z_v) = {r.cos_q_v:.2f}, cos(z_q, z_a) = {r.cos_q_a:.2f}.{note}")
+
+
+def display_frames(frames: np.ndarray) -> np.ndarray:
+    """Frames shrunk to DISPLAY_SIDE on their longest side (heatmaps need no more; sessions stay small)."""
+    h, w = frames.shape[1:3]
+    scale = DISPLAY_SIDE / max(h, w)
+    if scale >= 1:
+        return frames
+    return media.resize_frames(frames, (max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def user_error(message: str, title: str = "Error") -> gr.Error:
+    """A message for the person at the browser or API client; expected, so no traceback in the server log."""
+    return gr.Error(message, title=title, print_exception=False)
+
+
+def row_index(evt: gr.SelectData) -> int:
+    index = evt.index
+    return int(index[0] if isinstance(index, (list, tuple)) else index)
+
+
+# ------------------------------------------------------------------------------------------------ analysis
+
+@dataclass
+class Analysis:
+    rows: list[dict]
+    report: dict
+    teacher_report: dict | None
+    note: str
+
+
+def load_analysis(predictions: str | Path, annotations: str | Path | None = None) -> Analysis:
+    """Rows of an `mcd evaluate` predictions file, scored per type (ValueError with a readable message).
+
+    Files written by `mcd evaluate --checkpoint` already carry type and answer; bare rows (question_id + pred)
+    need the annotations. Annotations covering more questions than were predicted are restricted to the
+    predicted ones, and the note says so.
+    """
+    from mcd.data.music_avqa import QARecord, load_annotations
+    from mcd.evaluate import EvaluationError, compute_report, enrich_predictions, read_predictions
+
+    try:
+        rows = read_predictions(predictions)
+    except EvaluationError as exc:
+        raise ValueError(str(exc)) from None
+    if not rows:
+        raise ValueError("the predictions file holds no rows")
+    note = f"{len(rows)} predictions"
+    if annotations:
+        try:
+            records = load_annotations(annotations)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"cannot read the annotations: {exc}") from None
+        predicted = set()
+        for r in rows:
+            try:
+                predicted.add(int(r["question_id"]))
+            except (TypeError, ValueError):
+                raise ValueError(f"question_id {r['question_id']!r} is not an integer") from None
+        kept = [r for r in records if r.question_id in predicted]
+        if len(kept) < len(records):
+            note += f"; scored against {len(kept)} of the {len(records)} annotated questions (the predicted ones)"
+        records = kept
+    else:
+        missing = [k for k in ("type", "answer", "video_id", "question") if any(k not in r for r in rows)]
+        if missing:
+            raise ValueError(f"the rows lack {', '.join(missing)}: load the annotations file too (or use the "
+                             "predictions written by `mcd evaluate --checkpoint ... --predictions`)")
+        records = []
+        for r in rows:
+            modality, _, kind = str(r["type"]).partition("/")
+            records.append(QARecord(question_id=int(r["question_id"]), video_id=str(r["video_id"]), template="",
+                                    question=str(r["question"]), type=str(r["type"]), modality=modality,
+                                    kind=kind, keywords=(), answer=str(r["answer"])))
+    try:
+        enriched = enrich_predictions(rows, records)
+        report = compute_report(enriched, records)
+        teacher = None
+        if all("teacher_pred" in r for r in enriched):
+            teacher = compute_report([{**r, "pred": r["teacher_pred"]} for r in enriched], records)
+    except EvaluationError as exc:
+        raise ValueError(str(exc)) from None
+    return Analysis(enriched, report, teacher, note)
+
+
+def type_table(analysis: Analysis) -> pd.DataFrame:
+    from mcd.evaluate import TABLE_LAYOUT
+
+    counts: dict[str, int] = {}
+    for r in analysis.rows:
+        counts[r["type"]] = counts.get(r["type"], 0) + 1
+
+    def pct(v):
+        return None if v is None else round(100 * v, 2)
+
+    rows = []
+    for group, types in TABLE_LAYOUT:
+        for t in types:
+            rows.append([t, counts.get(t, 0), pct(analysis.report["types"][t]),
+                         pct(analysis.teacher_report["types"][t]) if analysis.teacher_report else None])
+        rows.append([f"{group} (all)", sum(counts.get(t, 0) for t in types), pct(analysis.report["groups"][group]),
+                     pct(analysis.teacher_report["groups"][group]) if analysis.teacher_report else None])
+    rows.append(["Overall", analysis.report["n"], pct(analysis.report["overall"]),
+                 pct(analysis.teacher_report["overall"]) if analysis.teacher_report else None])
+    return pd.DataFrame(rows, columns=TYPE_COLUMNS)
+
+
+def filter_rows(rows: Sequence[dict], wrong_only: bool = False, disagree_only: bool = False,
+                qtype: str | None = ALL, gold: str | None = ALL, pred: str | None = ALL) -> list[dict]:
+    """The rows that pass every active filter (ALL or None = no filter on that field)."""
+    out = []
+    for r in rows:
+        if wrong_only and r.get("correct"):
+            continue
+        if disagree_only and ("teacher_pred" not in r or r["teacher_pred"] == r["pred"]):
+            continue
+        if qtype not in (None, ALL) and r.get("type") != qtype:
+            continue
+        if gold not in (None, ALL) and r.get("answer") != gold:
+            continue
+        if pred not in (None, ALL) and r.get("pred") != pred:
+            continue
+        out.append(r)
+    return out
+
+
+def analysis_frame(rows: Sequence[dict]) -> pd.DataFrame:
+    def cell(r: dict, c: str):
+        v = r.get(c)
+        return round(v, 3) if isinstance(v, float) else v
+
+    return pd.DataFrame([[cell(r, c) for c in ANALYSIS_COLUMNS] for r in rows], columns=ANALYSIS_COLUMNS)
+
+
+def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
+    """The rows as CSV with the table's columns first, then any other keys (lists as JSON)."""
+    extra = sorted({k for r in rows for k in r} - set(ANALYSIS_COLUMNS))
+    columns = ANALYSIS_COLUMNS + extra
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([json.dumps(r[c]) if isinstance(r.get(c), (list, dict)) else r.get(c, "")
+                             for c in columns])
+    return path
+
+
+def clip_for(folder: str | None, video_id: str) -> Path | None:
+    """`<folder>/videos/<video_id>.mp4` (or `<folder>/<video_id>.mp4`) if it exists; None otherwise.
+
+    video_id comes from an uploaded file, so it must be a plain name: no separators, no leading dot.
+    """
+    if not folder or not VIDEO_ID.match(str(video_id)):
+        return None
+    base = Path(folder).expanduser()
+    for candidate in (base / "videos" / f"{video_id}.mp4", base / f"{video_id}.mp4"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def figure_panel(prefix: str) -> list[gr.Plot]:
+    """The six clue plots of one question, laid out in pairs; returned in viz.FIGURE_NAMES order.
+
+    Labels are hidden because every figure carries its own title. elem_ids: `<prefix>heatmap` etc.
+    """
+    def plot(name: str) -> gr.Plot:
+        return gr.Plot(label=FIGURE_LABELS[name], show_label=False, format="png", elem_id=f"{prefix}{name}")
+
+    made = {}
+    with gr.Row():
+        made["top5"], made["teacher_student"] = plot("top5"), plot("teacher_student")
+    made["temporal"] = plot("temporal")
+    made["heatmap"] = plot("heatmap")
+    with gr.Row():
+        made["association"], made["objects"] = plot("association"), plot("objects")
+    return [made[name] for name in viz.FIGURE_NAMES]
+
+
+# ------------------------------------------------------------------------------------------------ the app
+
+class DemoApp:
+    """Event handlers around one loaded Pipeline; `build()` lays out the page."""
+
+    def __init__(self, pipeline: Pipeline, settings: Settings = Settings(), examples: Sequence[Example] = ()):
+        self.pipe = pipeline
+        self.settings = settings
+        self.examples = list(examples)
+        # Decoding and encoding clips may run in parallel; the question side goes through one lock because the
+        # text encoder's fast tokenizer is not safe to call from several threads ("Already borrowed").
+        self.model_lock = threading.Lock()
+        self.tmp = Path(tempfile.mkdtemp(prefix="mcd-app-"))
+        # ground truth of the example clips, by file content: an uploaded copy of an example finds it too
+        self.expected = {media.content_hash(e.video): e.answers for e in self.examples if e.answers}
+
+    def _scratch(self, max_age_s: float = 3600.0) -> Path:
+        """A fresh folder under our temp dir for one served file; folders older than max_age_s are removed."""
+        now = time.time()
+        for old in self.tmp.iterdir():
+            try:
+                if now - old.stat().st_mtime > max_age_s:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                pass
+        return Path(tempfile.mkdtemp(dir=self.tmp))
+
+    # -- main tab ------------------------------------------------------------------------------------------
+    def answer(self, video: str | None, questions: str | None, progress=gr.Progress()):
+        """Answer every question (one per line) about the clip: results JSON, table, first question's clues."""
+        if not video:
+            raise user_error("Please upload a video clip (or pick an example) first.", title="No clip")
+        try:
+            parsed = split_questions(questions or "")
+        except QuestionsError as exc:
+            raise user_error(str(exc), title="Questions") from None
+        try:
+            t0 = time.perf_counter()
+            progress(0.05, desc="Decoding and encoding the clip")
+            self.pipe.clip_features(video)                     # cached per file content; parallel-safe
+            t1 = time.perf_counter()
+            progress(0.5, desc=f"Answering {len(parsed)} question(s)")
+            with self.model_lock:
+                answers = self.pipe.answer(video, parsed)
+            t2 = time.perf_counter()
+        except media.MediaError as exc:
+            raise user_error(f"This clip cannot be used: {exc.user_message}.", title="Clip") from None
+        except QuestionsError as exc:
+            raise user_error(str(exc), title="Questions") from None
+        except Exception as exc:  # never a traceback in the UI; the log keeps it
+            log.exception("answering failed")
+            raise user_error(f"Something went wrong while answering ({type(exc).__name__}); please try another "
+                           "clip.", title="Error") from None
+        clip = answers.clip.clip
+        summary = answers.clip_summary(self.pipe.ood_threshold)
+        for warning in clip_warnings(summary):
+            gr.Warning(warning)
+        progress(0.8, desc="Drawing the clues")
+        session = Session(answers.results, display_frames(clip.frames), clip.timestamps, clip.duration)
+        figures = self._figures(session, 0)
+        t3 = time.perf_counter()
+        timings = {"features_s": round(t1 - t0, 3), "model_s": round(t2 - t1, 3), "figures_s": round(t3 - t2, 3),
+                   **{k: round(v, 3) for k, v in answers.clip.timings.items()}}
+        payload = {"clip": summary, "warnings": clip_warnings(summary),
+                   "answers": [r.summary(clip.timestamps) for r in answers.results], "timings": timings}
+        expected = self.expected.get(answers.clip.key, {})
+        return (payload, results_table(answers.results, expected), question_header(0, answers.results[0]),
+                *figures, clip_markdown(summary, self.pipe.ood_threshold), session)
+
+    def _figures(self, session: Session, index: int) -> list:
+        figs = viz.question_figures(session.results[index], session.frames, session.timestamps, session.duration)
+        return [figs[name] for name in viz.FIGURE_NAMES]
+
+    def select_question(self, session: Session | None, evt: gr.SelectData):
+        """Show the figures of the selected row's question."""
+        if not session or not session.results:
+            raise user_error("Answer some questions first.", title="Nothing to show")
+        index = row_index(evt)
+        if not 0 <= index < len(session.results):
+            raise user_error(f"There is no question {index + 1}.", title="Selection")
+        return (question_header(index, session.results[index]), *self._figures(session, index))
+
+    # -- analysis tab --------------------------------------------------------------------------------------
+    def load_predictions(self, predictions: str | None, annotations: str | None):
+        from mcd.questions import QUESTION_TYPES
+        from mcd.vocab import ANSWERS
+
+        if not predictions:
+            raise user_error("Please upload a predictions JSONL file from `mcd evaluate`.", title="Analysis")
+        try:
+            analysis = load_analysis(predictions, annotations)
+        except ValueError as exc:
+            raise user_error(str(exc), title="Analysis") from None
+        rows = analysis.rows
+        counts = {t: sum(r["type"] == t for r in rows) for t in QUESTION_TYPES}
+        teacher = analysis.teacher_report["types"] if analysis.teacher_report else None
+        accuracy = viz.per_type_accuracy(analysis.report["types"], counts, teacher=teacher)
+        confusion = viz.confusion_matrix([r["answer"] for r in rows], [r["pred"] for r in rows], order=ANSWERS)
+        seen = [a for a in ANSWERS if any(r["answer"] == a or r["pred"] == a for r in rows)]
+        overall = analysis.report["overall"]
+        summary = f"**{analysis.note}**; overall accuracy {overall:.2%}"
+        if analysis.teacher_report:
+            summary += f" (teacher {analysis.teacher_report['overall']:.2%})"
+        types = [ALL] + [t for t in QUESTION_TYPES if counts[t]]
+        return (summary, type_table(analysis), accuracy, confusion,
+                gr.Dropdown(choices=types, value=ALL), gr.Dropdown(choices=[ALL] + seen, value=ALL),
+                gr.Dropdown(choices=[ALL] + seen, value=ALL), gr.Checkbox(value=False), gr.Checkbox(value=False),
+                analysis_frame(rows), f"{len(rows)} of {len(rows)} rows", rows, rows)
+
+    def apply_filters(self, rows: list[dict] | None, wrong: bool, disagree: bool, qtype: str, gold: str, pred: str):
+        from mcd.vocab import ANSWERS
+
+        rows = rows or []
+        kept = filter_rows(rows, wrong, disagree, qtype, gold, pred)
+        by_type = filter_rows(rows, qtype=qtype)
+        confusion = viz.confusion_matrix([r["answer"] for r in by_type], [r["pred"] for r in by_type], order=ANSWERS)
+        return analysis_frame(kept), f"{len(kept)} of {len(rows)} rows", confusion, kept
+
+    def export_csv(self, rows: list[dict] | None):
+        if not rows:
+            raise user_error("No rows to export: load a predictions file (and loosen the filters).", title="Export")
+        return str(write_csv(rows, self._scratch() / "filtered_predictions.csv"))
+
+    def open_row(self, rows: list[dict] | None, folder: str | None, evt: gr.SelectData):
+        """The selected prediction's clip and clues, when its clip is on disk under the benchmark folder."""
+        rows = rows or []
+        index = row_index(evt)
+        if not 0 <= index < len(rows):
+            raise user_error("Select a row of the table.", title="Analysis")
+        row = rows[index]
+        head = (f"**{row.get('video_id')}** - {row.get('question')}  \ncorrect answer **{row.get('answer')}**, "
+                f"predicted **{row.get('pred')}**" + (f", teacher **{row['teacher_pred']}**"
+                                                       if "teacher_pred" in row else ""))
+        path = clip_for(folder, str(row.get("video_id", "")))
+        if path is None:
+            where = f"`{folder}/videos/{row.get('video_id')}.mp4`" if folder else "a benchmark folder (set it above)"
+            return (head + f"\n\nThe clip is not available: looked for {where}.", None,
+                    *[None] * len(viz.FIGURE_NAMES))
+        try:
+            with self.model_lock:
+                answers = self.pipe.answer(path, [str(row["question"])])
+        except (media.MediaError, QuestionsError) as exc:
+            message = exc.user_message if isinstance(exc, media.MediaError) else str(exc)
+            raise user_error(f"Cannot answer this row: {message}", title="Analysis") from None
+        clip = answers.clip.clip
+        session = Session(answers.results, display_frames(clip.frames), clip.timestamps, clip.duration)
+        # Served copies live in our temp folder: the benchmark folder itself is never exposed.
+        copy = self._scratch() / path.name
+        shutil.copyfile(path, copy)
+        r = answers.results[0]
+        head += f"  \nre-run now: **{r.answer}** ({r.confidence:.1%}), teacher {r.teacher_answer}"
+        return (head, str(copy), *self._figures(session, 0))
+
+    # -- layout --------------------------------------------------------------------------------------------
+    def build(self) -> gr.Blocks:
+        s = self.settings
+        with gr.Blocks(title="MCD-AVQA", delete_cache=(3600, 3600)) as demo:
+            gr.Markdown(
+                "# MCD-AVQA: audio-visual question answering\n"
+                "Upload a clip (or pick an example), ask questions about what is **seen and heard** (one per "
+                f"line, at most {MAX_QUESTIONS}), press **Answer**. Select a row of the results to see its clues: "
+                "which seconds the model listened to and looked at, where in the frame it looked, and whether the "
+                "student (MCD's answer path: question + clues) agrees with the audio-visual teacher.")
+            session = gr.State(None, time_to_live=3600)
+            with gr.Tab("Ask"):
+                with gr.Row():
+                    with gr.Column(scale=4):
+                        video = gr.Video(label="Clip", sources=["upload"], elem_id="video-input", height=300)
+                        questions = gr.Textbox(
+                            label=f"Questions (one per line, at most {MAX_QUESTIONS})", lines=6,
+                            placeholder="Is there a violin sound?\nWhere is the performance?\n"
+                                        "How many musical instruments were heard throughout the video?",
+                            elem_id="questions")
+                        answer_btn = gr.Button("Answer", variant="primary", elem_id="answer-btn")
+                        if self.examples:
+                            gr.Examples(examples=[[str(e.video), "\n".join(e.questions)] for e in self.examples],
+                                        inputs=[video, questions], label="Example clips (click to load)",
+                                        example_labels=[e.title for e in self.examples],
+                                        api_visibility="private")
+                        clip_info = gr.Markdown("*No clip answered yet.*", label="clip", elem_id="clip-info")
+                        gr.Markdown(f"Limits: {s.max_file_mb:g} MB per file, {s.max_duration_s:g} s per clip.")
+                    with gr.Column(scale=7):
+                        table = gr.Dataframe(value=pd.DataFrame(columns=RESULT_COLUMNS), label="Answers "
+                                             "(select a row to see its clues)", interactive=False, wrap=True,
+                                             column_widths=["4%", "32%", "17%", "11%", "9%", "11%", "6%", "10%"],
+                                             max_height=720, elem_id="results-table")
+                        header = gr.Markdown(label="selected question", elem_id="selected-question")
+                        plots = figure_panel("")
+                        with gr.Accordion("Results as JSON (what the /answer API returns)", open=False):
+                            result_json = gr.JSON(label="results")
+                with gr.Accordion("Model card", open=False):
+                    gr.Markdown(model_card(self.pipe.checkpoint_dir, self.pipe.metrics), elem_id="model-card")
+            answer_btn.click(self.answer, inputs=[video, questions],
+                             outputs=[result_json, table, header, *plots, clip_info, session],
+                             api_name="answer", api_description="Answer questions (one per line) about a clip")
+            table.select(self.select_question, inputs=[session], outputs=[header, *plots], api_visibility="private")
+
+            with gr.Tab("Analysis"):
+                gr.Markdown(
+                    "Load the predictions of an evaluation run (`mcd evaluate --checkpoint DIR --data OUT "
+                    "--predictions PRED.jsonl`). Files with only `question_id` and `pred` need the annotations "
+                    "too. Give the benchmark folder to open a row's clip and clues.")
+                with gr.Row():
+                    pred_file = gr.File(label="Predictions (JSONL)", file_types=[".jsonl", ".json", ".txt"],
+                                        elem_id="pred-file")
+                    ann_file = gr.File(label="Annotations (optional, MUSIC-AVQA JSON)", file_types=[".json"],
+                                       elem_id="ann-file")
+                    bench_dir = gr.Textbox(label="Benchmark folder (optional, holds videos/<video_id>.mp4)")
+                load_btn = gr.Button("Load predictions", variant="primary", elem_id="load-btn")
+                summary = gr.Markdown()
+                with gr.Row():
+                    types = gr.Dataframe(value=pd.DataFrame(columns=TYPE_COLUMNS), label="Accuracy per type",
+                                         interactive=False, max_height=640,
+                                         column_widths=["40%", "16%", "20%", "24%"])
+                    type_plot = gr.Plot(label="Accuracy per type", format="png")
+                confusion = gr.Plot(label="Confusion matrix (rows of the selected type)", format="png")
+                with gr.Row():
+                    wrong = gr.Checkbox(label="wrong answers only")
+                    disagree = gr.Checkbox(label="teacher ≠ student only")
+                    type_dd = gr.Dropdown([ALL], value=ALL, label="type")
+                    gold_dd = gr.Dropdown([ALL], value=ALL, label="correct answer")
+                    pred_dd = gr.Dropdown([ALL], value=ALL, label="predicted answer")
+                count = gr.Markdown()
+                rows_table = gr.Dataframe(value=pd.DataFrame(columns=ANALYSIS_COLUMNS), interactive=False,
+                                          label="Predictions (select a row to open its clip)", wrap=True,
+                                          max_height=400, elem_id="analysis-table",
+                                          column_widths=["9%", "12%", "14%", "29%", "8%", "8%", "6%", "8%", "6%"])
+                with gr.Row():
+                    export_btn = gr.Button("Export filtered rows as CSV")
+                    export_file = gr.File(label="CSV", interactive=False)
+                detail = gr.Markdown()
+                detail_video = gr.Video(label="Clip", interactive=False, height=260)
+                detail_plots = figure_panel("analysis-")
+            all_rows = gr.State([])
+            shown_rows = gr.State([])
+            private = {"api_visibility": "private"}
+            load_btn.click(self.load_predictions, inputs=[pred_file, ann_file],
+                           outputs=[summary, types, type_plot, confusion, type_dd, gold_dd, pred_dd, wrong, disagree,
+                                    rows_table, count, all_rows, shown_rows], **private)
+            for control in (wrong, disagree, type_dd, gold_dd, pred_dd):
+                control.input(self.apply_filters, inputs=[all_rows, wrong, disagree, type_dd, gold_dd, pred_dd],
+                              outputs=[rows_table, count, confusion, shown_rows], **private)
+            export_btn.click(self.export_csv, inputs=[shown_rows], outputs=[export_file], **private)
+            rows_table.select(self.open_row, inputs=[shown_rows, bench_dir],
+                              outputs=[detail, detail_video, *detail_plots],
+                              **private)
+        return demo
+
+
+# ------------------------------------------------------------------------------------------------ serving
+
+def launch(demo: gr.Blocks, settings: Settings, host: str | None = None, port: int | None = None,
+           block: bool = True, quiet: bool = False):
+    """Queue + launch with the serving limits; `block=False` returns at once (tests). Returns the server info."""
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
+    return demo.launch(
+        server_name=host, server_port=port, max_file_size=settings.max_bytes,
+        allowed_paths=[str(ASSETS)], root_path=os.environ.get("GRADIO_ROOT_PATH") or None,
+        show_error=True, prevent_thread_lock=not block, quiet=quiet, footer_links=["api", "gradio"],
+    )
+
+
+def create_app(checkpoint: str | Path = DEFAULT_CHECKPOINT, settings: Settings = Settings(),
+               examples_file: Path = EXAMPLES_FILE) -> tuple[DemoApp, gr.Blocks]:
+    """Load the checkpoint once and lay out the page (not launched)."""
+    import torch
+
+    torch.set_num_threads(settings.threads())
+    pipe = Pipeline(checkpoint, limits=settings.limits())
+    app = DemoApp(pipe, settings, load_examples(examples_file))
+    return app, app.build()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    p = argparse.ArgumentParser(description="MCD-AVQA demo (Gradio)")
+    p.add_argument("--checkpoint", type=Path, default=Path(env.get("MCD_CHECKPOINT", DEFAULT_CHECKPOINT)),
+                   help="checkpoint folder (default: $MCD_CHECKPOINT or checkpoints/mcd-synth)")
+    p.add_argument("--host", default=None, help="interface to bind (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    p.add_argument("--max-file-mb", type=float, default=float(env.get("MCD_MAX_FILE_MB", Settings.max_file_mb)))
+    p.add_argument("--max-duration-s", type=float,
+                   default=float(env.get("MCD_MAX_DURATION_S", Settings.max_duration_s)))
+    p.add_argument("--concurrency", type=int, default=int(env.get("MCD_CONCURRENCY", Settings.concurrency)),
+                   help="requests processed at once (others wait in the queue)")
+    p.add_argument("--torch-threads", type=int, default=None, help="torch threads (default: cores / concurrency)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from mcd.checkpoint import CheckpointError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # Gradio's own start-up requests
+    args = parse_args(argv)
+    settings = Settings(max_file_mb=args.max_file_mb, max_duration_s=args.max_duration_s,
+                        concurrency=max(1, args.concurrency), torch_threads=args.torch_threads)
+    if not (args.checkpoint / "config.json").is_file():
+        print(f"app.py: no checkpoint at {args.checkpoint} (config.json missing). Pass --checkpoint DIR or set "
+              "MCD_CHECKPOINT; `mcd train` writes one.", file=sys.stderr)
+        return 2
+    try:
+        _, demo = create_app(args.checkpoint, settings)
+    except CheckpointError as exc:
+        print(f"app.py: cannot load the checkpoint: {exc}", file=sys.stderr)
+        return 2
+    launch(demo, settings, args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The pipeline behind the demo and `mcd predict`: caching, bad input, agreement numbers, the predict CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mcd import media
+from mcd.cli import main
+from mcd.pipeline import MAX_QUESTIONS, Pipeline, QuestionsError, js_divergence, split_questions
+from tests.media_factory import ClipSpec, make_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT = ROOT / "checkpoints" / "mcd-synth"
+EXAMPLE = json.loads((ROOT / "assets" / "examples.json").read_text())[0]
+CLIP = ROOT / EXAMPLE["video"]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return Pipeline(CHECKPOINT)
+
+
+def test_split_questions_limits():
+    assert split_questions("  a?\n\n b? \n") == ["a?", "b?"]
+    with pytest.raises(QuestionsError, match="at least one"):
+        split_questions(" \n \n")
+    with pytest.raises(QuestionsError, match="21 questions"):
+        split_questions("\n".join(["Is there a voiceover?"] * (MAX_QUESTIONS + 1)))
+
+
+def test_js_divergence_bounds():
+    p = np.array([1.0, 0, 0])
+    assert js_divergence(p, p) == pytest.approx(0, abs=1e-9)
+    assert js_divergence(p, np.array([0, 1.0, 0])) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_answer_results_are_consistent(pipe):
+    answers = pipe.answer(CLIP, EXAMPLE["questions"])
+    assert [r.question for r in answers.results] == EXAMPLE["questions"]
+    T = pipe.T
+    for r in answers.results:
+        assert r.type != "unknown" and 0 < r.confidence <= 1
+        assert r.top5[0] == (r.answer, pytest.approx(r.confidence))
+        assert r.agree == (r.answer == r.teacher_answer)
+        assert np.isclose(r.student_probs.sum(), 1, atol=1e-4) and np.isclose(r.teacher_probs.sum(), 1, atol=1e-4)
+        assert r.clues["visual_low"].shape == (T, 49) and r.clues["association"].shape == (2 * T, 2 * T)
+        assert len(r.clues["objects"]) == len(r.objects) == len(r.keywords) + 2
+        assert -1 <= r.cos_q_v <= 1 and -1 <= r.cos_q_a <= 1
+    summary = answers.clip_summary(pipe.ood_threshold)
+    assert summary["has_audio"] and not summary["out_of_domain"] and summary["duration_s"] == pytest.approx(10, abs=0.2)
+
+
+def test_same_clip_is_decoded_once(pipe, monkeypatch, tmp_path):
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(CLIP.read_bytes())
+    pipe.answer(copy, ["Is there a voiceover?"])
+    calls = []
+    real = media.decode
+    monkeypatch.setattr(media, "decode", lambda *a, **k: calls.append(a) or real(*a, **k))
+    again = pipe.answer(copy, ["How many instruments are sounding in the video?", "Is there a voiceover?"])
+    assert calls == [] and len(again.results) == 2
+    # a batch of questions gives the same answer as asking alone
+    alone = pipe.answer(copy, ["Is there a voiceover?"]).results[0]
+    assert again.results[1].answer == alone.answer
+    assert again.results[1].confidence == pytest.approx(alone.confidence, abs=1e-5)
+
+
+def test_unknown_question_still_answered_with_note(pipe):
+    r = pipe.answer(CLIP, ["What colour is the violin on the left?"]).results[0]
+    assert r.type == "unknown" and r.note and "violin" in r.keywords
+
+
+def test_bad_media_are_typed_errors(pipe, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 50)
+    with pytest.raises(media.MediaError) as info:
+        pipe.answer(text, ["Is there a voiceover?"])
+    assert info.value.user_message
+    silent = make_clip(tmp_path / "silent.mp4", ClipSpec(duration=3.0, channels=0, width=96, height=96))
+    answers = pipe.answer(silent, ["Is there a voiceover?"])
+    assert not answers.clip_summary(pipe.ood_threshold)["has_audio"]
+
+
+def test_predict_cli_json_and_errors(tmp_path, capsys):
+    out = tmp_path / "p.json"
+    assert main(["predict", "--checkpoint", str(CHECKPOINT), "--video", str(CLIP), "--question",
+                 EXAMPLE["questions"][0], "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["answers"][0]["answer"] in {a for a, _ in payload["answers"][0]["top5"]}
+    assert len(payload["answers"][0]["clues"]["audio_seconds"]) == 3
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(CHECKPOINT), "--video", str(CLIP)]) == 2
+    assert "at least one question" in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(tmp_path), "--video", str(CLIP), "--question", "x?"]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
+    assert main(["predict", "--checkpoint", str(CHECKPOINT), "--video", str(tmp_path / "none.mp4"),
+                 "--question", "Is there a voiceover?"]) == 2
+    assert "none.mp4" in capsys.readouterr().err
