@@ -22,7 +22,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -383,9 +382,6 @@ class DemoApp:
         self.pipe = pipeline
         self.settings = settings
         self.examples = list(examples)
-        # Decoding and encoding clips may run in parallel; the question side goes through one lock because the
-        # text encoder's fast tokenizer is not safe to call from several threads ("Already borrowed").
-        self.model_lock = threading.Lock()
         self.tmp = Path(tempfile.mkdtemp(prefix="mcd-app-"))
         # ground truth of the example clips, by file content: an uploaded copy of an example finds it too
         self.expected = {media.content_hash(e.video): e.answers for e in self.examples if e.answers}
@@ -416,8 +412,7 @@ class DemoApp:
             self.pipe.clip_features(video)                     # cached per file content; parallel-safe
             t1 = time.perf_counter()
             progress(0.5, desc=f"Answering {len(parsed)} question(s)")
-            with self.model_lock:
-                answers = self.pipe.answer(video, parsed)
+            answers = self.pipe.answer(video, parsed)          # the pipeline serialises the question side
             t2 = time.perf_counter()
         except media.MediaError as exc:
             raise user_error(f"This clip cannot be used: {exc.user_message}.", title="Clip") from None
@@ -513,8 +508,7 @@ class DemoApp:
             return (head + f"\n\nThe clip is not available: looked for {where}.", None,
                     *[None] * len(viz.FIGURE_NAMES))
         try:
-            with self.model_lock:
-                answers = self.pipe.answer(path, [str(row["question"])])
+            answers = self.pipe.answer(path, [str(row["question"])])
         except (media.MediaError, QuestionsError) as exc:
             message = exc.user_message if isinstance(exc, media.MediaError) else str(exc)
             raise user_error(f"Cannot answer this row: {message}", title="Analysis") from None
