@@ -22,12 +22,12 @@ import argparse
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from mcd.atomic import write_text_atomic
 from mcd.cli import CLIError
 from mcd.questions import MODALITIES, QUESTION_TYPES
 from mcd.vocab import ANSWERS
@@ -213,31 +213,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write via a temp file in the same folder + rename: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_predictions(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
     """Write prediction rows as JSONL, atomically (rows are serialised before the file is touched)."""
     text = "".join(json.dumps(dict(r), default=_json_default, ensure_ascii=False) + "\n" for r in rows)
-    _atomic_write_text(path, text)
+    write_text_atomic(path, text)
 
 
 def write_report(path: str | os.PathLike, report: Mapping[str, Any]) -> None:
     """Write a REPORT as indented JSON, atomically."""
-    _atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(report, indent=2) + "\n")
 
 
 def read_predictions(path: str | os.PathLike) -> list[dict]:

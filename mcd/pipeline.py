@@ -17,7 +17,7 @@ import torch
 
 from mcd import media, ood
 from mcd.checkpoint import load_checkpoint
-from mcd.data.text_bank import object_phrases
+from mcd.data.text_bank import TextBank, object_phrases
 from mcd.encoders.encoder_set import EncoderSet
 from mcd.questions import EmptyQuestionError, parse
 from mcd.vocab import ANSWERS
@@ -188,18 +188,11 @@ class Pipeline:
     @torch.no_grad()
     def answer_features(self, visual: torch.Tensor, audio: torch.Tensor, parsed: list) -> list[QuestionResult]:
         n = len(parsed)
-        text = self.encoders.text
-        tokens, mask = text.encode_questions([p.text for p in parsed])
+        texts = [p.text for p in parsed]
         objs = [object_phrases(p.keywords, p.modality, p.kind) for p in parsed]
-        k = max([len(o[0]) for o in objs] + [1])
-        objects = torch.zeros(n, k, text.dim)
-        objects_mask = torch.zeros(n, k, dtype=torch.bool)
-        objects_kind = torch.zeros(n, k, dtype=torch.long)
-        for i, (phrases, kinds) in enumerate(objs):
-            if phrases:
-                objects[i, :len(phrases)] = text.encode_phrases(phrases).float()
-                objects_mask[i, :len(phrases)] = True
-                objects_kind[i, :len(phrases)] = torch.tensor(kinds)
+        bank = TextBank(self.encoders.text, texts, objs)   # the same padding as training batches
+        tokens, mask = bank.questions(texts)
+        objects, objects_mask, objects_kind = bank.objects(objs)
         out = self.model(visual=visual.unsqueeze(0).expand(n, *visual.shape),
                          audio=audio.unsqueeze(0).expand(n, *audio.shape),
                          question=tokens.float(), question_mask=mask, objects=objects, objects_mask=objects_mask,

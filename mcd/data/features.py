@@ -15,6 +15,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from mcd.atomic import write_text_atomic
+
 
 class FeatureCacheError(ValueError):
     """The cache is missing, was written by other encoders, or holds a damaged file."""
@@ -37,7 +39,7 @@ class FeatureCache:
                         f"{self.root} holds features of other encoders or T ({_diff(old, meta)}); "
                         "use another --cache folder or delete it")
             else:
-                _atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True))
+                write_text_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True))
             self.meta = meta
         else:
             if not meta_path.exists():
@@ -82,9 +84,3 @@ def _diff(old: dict, new: dict) -> str:
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     return ", ".join(f"{k}: {old.get(k)!r} != {new.get(k)!r}" for k in keys[:3])
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
