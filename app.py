@@ -407,13 +407,19 @@ class DemoApp:
         except QuestionsError as exc:
             raise user_error(str(exc), title="Questions") from None
         try:
+            stages = {"clip": (0.05, "Decoding and encoding the clip"),
+                      "questions": (0.5, f"Answering {len(parsed)} question(s)")}
+            marks: dict[str, float] = {}
+
+            def on_stage(stage: str) -> None:
+                marks[stage] = time.perf_counter()
+                progress(stages[stage][0], desc=stages[stage][1])
+
             t0 = time.perf_counter()
-            progress(0.05, desc="Decoding and encoding the clip")
-            self.pipe.clip_features(video)                     # cached per file content; parallel-safe
-            t1 = time.perf_counter()
-            progress(0.5, desc=f"Answering {len(parsed)} question(s)")
-            answers = self.pipe.answer(video, parsed)          # the pipeline serialises the question side
+            # the clip's features are cached per file content; the questions are encoded while it decodes
+            answers = self.pipe.answer(video, parsed, on_stage=on_stage)
             t2 = time.perf_counter()
+            t1 = marks.get("questions", t0)
         except media.MediaError as exc:
             raise user_error(f"This clip cannot be used: {exc.user_message}.", title="Clip") from None
         except QuestionsError as exc:

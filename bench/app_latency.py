@@ -3,11 +3,12 @@
     python bench/app_latency.py [--checkpoint DIR] [--clip FILE] [--runs 7] [--concurrency 2]
 
 Each run is a request about a new clip: the pipeline's clip cache is emptied first ("cold": the text encoder's
-caches too, so the questions are encoded afresh; "warm text": questions asked before), then `DemoApp.answer` (the
+question cache too, so the questions are encoded afresh; "warm text": questions asked before), then `DemoApp.answer` (the
 event handler behind /answer) runs and the six figures it returns are encoded to PNG, as Gradio's gr.Plot does
 before sending them. Stages:
     decode   media.decode (frames + audio)          encode   visual + audio encoders
-    model    question parsing, text encoder, one batched MCD forward for all questions
+    model    what the handler spends after the clip's features are ready: waiting for the text thread (which
+             encodes the questions while the clip decodes), one batched MCD forward, the results table
     figures  the first question's six figures: built by mcd.viz, then PNG-encoded
 "no figs" is decode + encode + model: the cost of the questions themselves (the figures are the same work for
 any number of questions). HTTP and upload time are not included (tens of ms on localhost).
@@ -67,15 +68,17 @@ def default_clip(tmp: Path) -> Path:
 
 
 def clear_caches(pipe, text_too: bool = True) -> None:
-    """Forget every clip (and every encoded text), so the next request pays the full price."""
+    """Forget every clip (and every encoded question), so the next request pays the full price.
+
+    The phrase cache is kept: the pipeline encodes the whole text-object vocabulary when it loads (a closed set of
+    lexicon keywords and type words), so no request ever encodes a phrase.
+    """
     pipe.clear_cache()
     if not text_too:
         return
-    text = pipe.encoders.text
-    for name in ("question_cache", "phrase_cache"):
-        cache = getattr(text, name, None)
-        if cache is not None and hasattr(cache, "data"):
-            cache.data.clear()
+    cache = getattr(pipe.encoders.text, "question_cache", None)
+    if cache is not None and hasattr(cache, "data"):
+        cache.data.clear()
 
 
 def one_request(demo_app, clip: Path, questions: list[str]) -> dict[str, float]:

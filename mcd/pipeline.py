@@ -9,8 +9,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,7 +21,7 @@ from mcd import media, ood
 from mcd.checkpoint import load_checkpoint
 from mcd.data.text_bank import TextBank, object_phrases
 from mcd.encoders.encoder_set import EncoderSet
-from mcd.questions import EmptyQuestionError, parse
+from mcd.questions import LEXICON, TEMPLATES, EmptyQuestionError, parse
 from mcd.vocab import ANSWERS
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mcd-synth"
@@ -93,6 +95,26 @@ class AnswerSet:
                 "out_of_domain": bool(ood_threshold is not None and self.clip.ood_score > ood_threshold)}
 
 
+def phrase_vocabulary() -> list[str]:
+    """Every text object a parsed question can have: lexicon keywords and the templates' type words."""
+    phrases = set(object_phrases(sorted(LEXICON), None, None)[0])
+    for t in TEMPLATES:
+        phrases.update(object_phrases((), t.modality, t.kind)[0])
+    return sorted(phrases)
+
+
+@dataclass
+class QuestionText:
+    """Encoded questions and text objects of one request, padded as in training batches."""
+
+    tokens: torch.Tensor          # [N,L,Dt]
+    mask: torch.Tensor            # [N,L]
+    objects: torch.Tensor         # [N,K,Dt]
+    objects_mask: torch.Tensor    # [N,K]
+    objects_kind: torch.Tensor    # [N,K]
+    phrases: list[list[str]]      # each question's text objects, in order
+
+
 def split_questions(text_or_list: str | list[str], limit: int = MAX_QUESTIONS) -> list[str]:
     """One question per non-empty line; 1..limit of them, else a QuestionsError a person can act on."""
     lines = text_or_list.splitlines() if isinstance(text_or_list, str) else list(text_or_list)
@@ -128,8 +150,13 @@ class Pipeline:
         self._clips: OrderedDict[str, ClipFeatures] = OrderedDict()
         self._cache_clips = cache_clips
         self._lock = threading.Lock()
-        # the question side runs one request at a time: the fast tokenizer is not safe across threads
         self._model_lock = threading.Lock()
+        # All text encoding runs on this one thread: the fast tokenizer is not safe across threads, and a request's
+        # questions are encoded here while its clip decodes on the caller's thread (two cores, both busy).
+        self._text_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcd-text")
+        # Text objects come from a closed vocabulary (lexicon keywords and type words): encode it once, up front,
+        # so a new question pays only for its own string. Queued first, so no request can overtake it.
+        self._text_worker.submit(self.encoders.text.encode_phrases, phrase_vocabulary())
 
     def clear_cache(self) -> None:
         """Forget every encoded clip (the next request about any clip decodes and encodes it again)."""
@@ -167,8 +194,13 @@ class Pipeline:
         return ood.score(self.ood, visual, audio)
 
     # -- question side ------------------------------------------------------------------------------------------
-    def answer(self, path: str | Path, questions: str | list[str]) -> AnswerSet:
-        """Answer 1..20 questions about one clip in one batched forward."""
+    def answer(self, path: str | Path, questions: str | list[str],
+               on_stage: Callable[[str], None] | None = None) -> AnswerSet:
+        """Answer 1..20 questions about one clip in one batched forward.
+
+        `on_stage("clip")` is called before the clip is decoded and encoded, `on_stage("questions")` once its
+        features are ready (the demo's progress bar); the questions are encoded meanwhile on the text thread.
+        """
         questions = split_questions(questions)
         parsed = []
         for q in questions:
@@ -177,22 +209,38 @@ class Pipeline:
             except EmptyQuestionError as exc:
                 raise QuestionsError(str(exc)) from exc
         t0 = time.perf_counter()
+        if on_stage:
+            on_stage("clip")
+        text_job = self._text_worker.submit(self._encode_text, parsed)   # overlaps with the clip's decoding
         feats = self.clip_features(path)
         t1 = time.perf_counter()
-        with self._model_lock:
-            results = self.answer_features(feats.visual, feats.audio, parsed)
+        if on_stage:
+            on_stage("questions")
+        text = text_job.result()
         t2 = time.perf_counter()
-        timings = {**feats.timings, "features_s": t1 - t0, "model_s": t2 - t1}
+        with self._model_lock:
+            results = self.answer_features(feats.visual, feats.audio, parsed, text)
+        t3 = time.perf_counter()
+        timings = {**feats.timings, "features_s": t1 - t0, "text_wait_s": t2 - t1, "model_s": t3 - t2}
         return AnswerSet(feats, results, timings)
 
-    @torch.no_grad()
-    def answer_features(self, visual: torch.Tensor, audio: torch.Tensor, parsed: list) -> list[QuestionResult]:
-        n = len(parsed)
+    def _encode_text(self, parsed: list) -> "QuestionText":
+        """Questions and text objects as model inputs (runs on the text thread)."""
         texts = [p.text for p in parsed]
         objs = [object_phrases(p.keywords, p.modality, p.kind) for p in parsed]
         bank = TextBank(self.encoders.text, texts, objs)   # the same padding as training batches
         tokens, mask = bank.questions(texts)
-        objects, objects_mask, objects_kind = bank.objects(objs)
+        return QuestionText(tokens, mask, *bank.objects(objs), [phrases for phrases, _ in objs])
+
+    @torch.no_grad()
+    def answer_features(self, visual: torch.Tensor, audio: torch.Tensor, parsed: list,
+                        text: "QuestionText | None" = None) -> list[QuestionResult]:
+        """One batched forward for all `parsed` questions about one clip's features."""
+        n = len(parsed)
+        if text is None:
+            text = self._text_worker.submit(self._encode_text, parsed).result()
+        tokens, mask, objects, objects_mask, objects_kind = (text.tokens, text.mask, text.objects,
+                                                             text.objects_mask, text.objects_kind)
         out = self.model(visual=visual.unsqueeze(0).expand(n, *visual.shape),
                          audio=audio.unsqueeze(0).expand(n, *audio.shape),
                          question=tokens.float(), question_mask=mask, objects=objects, objects_mask=objects_mask,
@@ -206,7 +254,7 @@ class Pipeline:
         for i, p in enumerate(parsed):
             order = np.argsort(-student[i])[:5]
             s_best, t_best = int(order[0]), int(teacher[i].argmax())
-            n_obj = len(objs[i][0])
+            n_obj = len(text.phrases[i])
             q_clues = {name: arr[i] for name, arr in clues.items()}
             q_clues["objects"] = q_clues["objects"][:n_obj]
             results.append(QuestionResult(
@@ -216,5 +264,5 @@ class Pipeline:
                 teacher_answer=ANSWERS[t_best], teacher_confidence=float(teacher[i, t_best]),
                 agree=s_best == t_best, js_divergence=js_divergence(student[i], teacher[i]),
                 cos_q_v=float(cos_v[i]), cos_q_a=float(cos_a[i]),
-                student_probs=student[i], teacher_probs=teacher[i], objects=objs[i][0], clues=q_clues))
+                student_probs=student[i], teacher_probs=teacher[i], objects=text.phrases[i], clues=q_clues))
         return results

@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 
+EXTRACT_T = 10   # segments per clip: the `mcd extract` default, which the synth recipes train with
+
+
 def _stage(name: str, argv: list[str], timing_path: Path, done: bool = False) -> None:
     """Run one stage; its time is saved at once, so an interrupted reproduction keeps the times it measured."""
     from mcd.cli import CLIError, main
@@ -30,6 +33,42 @@ def _stage(name: str, argv: list[str], timing_path: Path, done: bool = False) ->
     seconds[name] = round(time.perf_counter() - start, 1)
     timing_path.parent.mkdir(parents=True, exist_ok=True)
     timing_path.write_text(json.dumps(seconds, indent=2))
+
+
+def _features_ready(root: Path, encoders: str, features: str) -> bool:
+    """True when `features` was written by these encoders and holds every clip of the benchmark: extraction would
+    encode nothing, so its stage keeps the time measured when it did the work."""
+    from mcd.data.extract import benchmark_videos, encoder_meta, load_encoders
+    from mcd.data.features import FeatureCache
+
+    meta_path = Path(features) / FeatureCache.META
+    if not meta_path.exists() or not (Path(encoders) / "encoders.json").exists():
+        return False
+    try:
+        videos = benchmark_videos(root, None, None)
+        same = json.loads(meta_path.read_text()) == encoder_meta(load_encoders(encoders), EXTRACT_T)
+    except (OSError, ValueError):
+        return False
+    cache = FeatureCache(features)
+    return same and all(cache.has(v) for v in videos)
+
+
+def _training_finished(out: Path, epochs: int, patience: int | None) -> bool:
+    """True when `out/last.pt` records a run that ran all its epochs or stopped early, and `out/best` exists."""
+    import torch
+
+    last = out / "last.pt"
+    if not (last.exists() and (out / "best" / "config.json").exists()):
+        return False
+    try:
+        state = json.loads(torch.load(last, map_location="cpu", weights_only=True)["state"])
+    except Exception:  # an unreadable last.pt: let `mcd train --resume` say what is wrong
+        return False
+    return state["epoch"] >= epochs or (patience is not None and state["stale"] >= patience)
+
+
+def _newer(path: Path, than: Path) -> bool:
+    return path.exists() and than.exists() and path.stat().st_mtime >= than.stat().st_mtime
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,12 +104,14 @@ def run(args: argparse.Namespace) -> int:
     _stage("pretrain-encoders", ["pretrain-encoders", "--data", str(root), "--out", recipe.encoders,
                                  "--workers", w, *pre], seconds, done=(Path(recipe.encoders) / "encoders.json").exists())
     _stage("extract", ["extract", "--data", str(root), "--encoders", recipe.encoders, "--cache",
-                       recipe.data.features, "--workers", w], seconds)
-    _stage("train", ["train", "--config", args.config, "--quiet", "--resume"], seconds)
+                       recipe.data.features, "--workers", w, "--T", str(EXTRACT_T)], seconds,
+           done=_features_ready(root, recipe.encoders, recipe.data.features))
+    _stage("train", ["train", "--config", args.config, "--quiet", "--resume"], seconds,
+           done=_training_finished(out, recipe.train.epochs, recipe.train.patience))
     report_path = out / "fresh-test-report.json"
     _stage("evaluate", ["evaluate", "--checkpoint", str(out / "best"), "--data", str(fresh), "--split", "test",
                         "--predictions", str(out / "fresh-test-predictions.jsonl"), "--report", str(report_path)],
-           seconds)
+           seconds, done=_newer(report_path, out / "best" / "model.safetensors"))
     report = json.loads(report_path.read_text())
     seconds = json.loads(seconds.read_text())
     print(format_table(report, label=recipe.name))
@@ -81,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         if tmp.exists():
             shutil.rmtree(tmp)
         shutil.copytree(out / "best", tmp)
+        if (out / "log.jsonl").exists():   # the per-epoch record behind the card's numbers travels with it
+            shutil.copy(out / "log.jsonl", tmp / "train-log.jsonl")
         metrics = {"fresh_test": report, "val": ckpt.metrics.get("val", {}), "stage_seconds": seconds,
                    "fresh_test_data": {"videos": s.test_videos, "seed": s.test_seed}}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -60,6 +60,9 @@ def test_published_checkpoint_has_card_and_metrics(quick_run):
 
 def test_resumed_reproduce_skips_finished_stages(quick_run, capsys):
     import os
+    import json
+    seconds_path = next(quick_run.glob("runs/*/stage-seconds.json"))
+    before = json.loads(seconds_path.read_text())
     old = os.getcwd()
     os.chdir(quick_run)
     try:
@@ -68,4 +71,32 @@ def test_resumed_reproduce_skips_finished_stages(quick_run, capsys):
         os.chdir(old)
     out = capsys.readouterr().out
     assert "== synth: already done, skipped" in out and "== pretrain-encoders: already done, skipped" in out
-    assert "skipped" in out and "encoded 0 clips" in out  # extraction found every clip cached
+    # every clip is cached by the same encoders: extraction is skipped and keeps the time it measured doing the work
+    for stage in ("extract", "train", "evaluate"):
+        assert f"== {stage}: already done, skipped" in out
+    assert json.loads(seconds_path.read_text()) == before
+
+
+def test_features_ready_needs_every_clip_from_the_same_encoders(quick_run):
+    """The extract stage is skipped only when it would encode nothing: a missing clip or a cache written by other
+    encoders makes it run again."""
+    from mcd.reproduce import _features_ready
+
+    root, encoders, cache = quick_run / "data/synth-quick", quick_run / "runs/synth-quick/encoders", \
+        quick_run / "cache/synth-quick"
+    assert _features_ready(root, str(encoders), str(cache))
+    one = next(cache.glob("*.safetensors"))
+    kept = one.read_bytes()
+    one.unlink()
+    try:
+        assert not _features_ready(root, str(encoders), str(cache))
+    finally:
+        one.write_bytes(kept)
+    meta = cache / "meta.json"
+    original = meta.read_text()
+    try:
+        meta.write_text(original.replace('"T": 10', '"T": 8'))
+        assert not _features_ready(root, str(encoders), str(cache))
+    finally:
+        meta.write_text(original)
+    assert _features_ready(root, str(encoders), str(cache))

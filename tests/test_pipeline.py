@@ -99,3 +99,36 @@ def test_predict_cli_json_and_errors(tmp_path, capsys):
     assert main(["predict", "--checkpoint", str(CHECKPOINT), "--video", str(tmp_path / "none.mp4"),
                  "--question", "Is there a voiceover?"]) == 2
     assert "none.mp4" in capsys.readouterr().err
+
+
+def test_phrase_vocabulary_covers_every_text_object():
+    """A request never encodes a text object: every phrase a question can produce is encoded at load."""
+    from mcd.data.text_bank import object_phrases
+    from mcd.pipeline import phrase_vocabulary
+    from mcd.questions import parse
+    from tests.test_questions import _all_fillings
+
+    vocab = set(phrase_vocabulary())
+    questions = [q for _, _, q in _all_fillings()] + [
+        "What colour is the violin on the left?", "is the acoustic guitar louder than the erhu",
+        "Which instrument sounds first, the tuba or the xylophone?"]
+    for q in questions:
+        p = parse(q)
+        phrases, _ = object_phrases(p.keywords, p.modality, p.kind)
+        assert set(phrases) <= vocab, q
+
+
+def test_requests_encode_only_their_questions(pipe, monkeypatch):
+    """The phrase vocabulary is encoded when the pipeline loads; a new question encodes just its own string, on
+    the text thread, and `on_stage` reports the clip stage before the question stage."""
+    pipe._text_worker.submit(lambda: None).result()          # the load-time vocabulary job has finished
+    text = pipe.encoders.text
+    encoded: list[list[str]] = []
+    real = text._token_states
+    monkeypatch.setattr(text, "_token_states", lambda texts: encoded.append(list(texts)) or real(texts))
+    stages: list[str] = []
+    question = "Is the trumpet on the left louder than the cello on the right?"
+    text.question_cache.data.pop(question, None)
+    r = pipe.answer(CLIP, [question], on_stage=stages.append).results[0]
+    assert encoded == [[question]] and stages == ["clip", "questions"]
+    assert r.objects[:2] == ["trumpet", "left"] and len(r.clues["objects"]) == len(r.objects)

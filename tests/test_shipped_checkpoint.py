@@ -16,18 +16,21 @@ EXAMPLES = json.loads((ROOT / "assets" / "examples.json").read_text())
 def test_checkpoint_card_reports_its_fresh_test_metrics():
     """The card's table is the metrics file's report, and the report is a complete MUSIC-AVQA table.
 
-    (The issue's bar, overall >= 90% and every type >= 75%, is NOT met by this checkpoint; see its card.)"""
+    (The issue's bar, overall >= 90% and every type >= 75%, is NOT met by this checkpoint; its card says so.)"""
     from mcd.evaluate import format_table
     metrics = json.loads((CHECKPOINT / "metrics.json").read_text())
     report = metrics["fresh_test"]
     assert report["n"] > 1000 and len(report["types"]) == 9
     card = (CHECKPOINT / "README.md").read_text()
     assert format_table(report, label="synth-default") in card and "out of domain" in card
+    from mcd.model_card import bar_note
+    assert bar_note(report) in card
 
 
 def test_checkpoint_reevaluates_to_its_metrics(tmp_path):
     """Load the committed checkpoint and evaluate it on the example clips decoded from their files: the same
-    code path as the fresh-test evaluation, far above the 42-way chance a broken load would give."""
+    code path as the fresh-test evaluation. It answers 21 of the 30 example questions right (78.8% on the fresh
+    test set); a broken load would sit near the 42-way chance."""
     from mcd.pipeline import Pipeline
     pipe = Pipeline(CHECKPOINT)
     right = total = 0
@@ -35,7 +38,7 @@ def test_checkpoint_reevaluates_to_its_metrics(tmp_path):
         results = pipe.answer(ROOT / example["video"], example["questions"]).results
         right += sum(r.answer == a for r, a in zip(results, example["answers"]))
         total += len(results)
-    assert right / total >= 0.4, f"{right}/{total} example questions answered right"
+    assert right / total >= 0.6, f"{right}/{total} example questions answered right"
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[Path(e["video"]).stem for e in EXAMPLES])
@@ -51,3 +54,14 @@ def test_predict_answers_example_questions(example, tmp_path, capsys):
     from mcd.pipeline import Pipeline
     expected = [r.answer for r in Pipeline(CHECKPOINT).answer(ROOT / example["video"], example["questions"]).results]
     assert [a["answer"] for a in answers] == expected
+
+
+def test_predict_answers_the_solo_clip_correctly(tmp_path):
+    """`mcd predict` answers every example question about the solo clip as its scene graph says."""
+    example = next(e for e in EXAMPLES if Path(e["video"]).stem == "solo_outdoor")
+    out = tmp_path / "pred.json"
+    argv = ["predict", "--checkpoint", str(CHECKPOINT), "--video", str(ROOT / example["video"]), "--out", str(out)]
+    for q in example["questions"]:
+        argv += ["--question", q]
+    assert main(argv) == 0
+    assert [a["answer"] for a in json.loads(out.read_text())["answers"]] == example["answers"]

@@ -1,0 +1,32 @@
+"""The model card states plainly whether the shipped checkpoint meets the project's accuracy bar."""
+from __future__ import annotations
+
+from mcd.model_card import TARGET_OVERALL, TARGET_TYPE, bar_note, render
+from mcd.questions import QUESTION_TYPES
+
+
+def _report(overall: float, types: dict[str, float]) -> dict:
+    return {"n": 100, "overall": overall, "groups": {"Audio": overall, "Visual": overall, "Audio-Visual": overall},
+            "types": {t: types.get(t, 0.99) for t in QUESTION_TYPES}}
+
+
+def test_bar_note_names_every_type_below_the_bar_worst_first():
+    note = bar_note(_report(0.8, {"Audio/Comparative": 0.55, "Audio-Visual/Temporal": 0.61}))
+    assert note.startswith("- **Below the project's bar.**") and "80.00% overall" in note
+    assert note.index("Audio/Comparative 55.00%") < note.index("Audio-Visual/Temporal 61.00%")
+    assert "Visual/Counting" not in note
+
+
+def test_bar_note_when_overall_alone_misses():
+    note = bar_note(_report(TARGET_OVERALL - 0.01, {}))
+    assert "Below the project's bar" in note and "types are below" not in note
+
+
+def test_bar_note_when_met_and_card_carries_it():
+    report = _report(TARGET_OVERALL, {t: TARGET_TYPE for t in QUESTION_TYPES})
+    assert bar_note(report).startswith("- Meets the project's bar")
+    recipe = {"synth": {"videos": 10, "seed": 0, "splits": "train=1", "test_videos": 5, "test_seed": 9,
+                        "questions_per_video": 20}}
+    card = render("r", recipe, "mcd reproduce --config r.json", {"train": 60.0}, report, {"acc": 0.9, "epoch": 3},
+                  "100 questions", 1000)
+    assert "Meets the project's bar" in card and "--questions-per-video 20" in card and "1.0 min in all" in card
