@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 set +e
-.venv/bin/python -m pytest -ra "$@"
+.venv/bin/python -m pytest -ra --durations=8 "$@"   # the slowest tests, so CI logs show where time goes
 rc=$?
 set -e
 # pytest exits 5 when it collected no tests: that is a broken suite, not a pass.
