@@ -224,7 +224,7 @@ class Pipeline:
         timings = {**feats.timings, "features_s": t1 - t0, "text_wait_s": t2 - t1, "model_s": t3 - t2}
         return AnswerSet(feats, results, timings)
 
-    def _encode_text(self, parsed: list) -> "QuestionText":
+    def _encode_text(self, parsed: list) -> QuestionText:
         """Questions and text objects as model inputs (runs on the text thread)."""
         texts = [p.text for p in parsed]
         objs = [object_phrases(p.keywords, p.modality, p.kind) for p in parsed]
@@ -234,7 +234,7 @@ class Pipeline:
 
     @torch.no_grad()
     def answer_features(self, visual: torch.Tensor, audio: torch.Tensor, parsed: list,
-                        text: "QuestionText | None" = None) -> list[QuestionResult]:
+                        text: QuestionText | None = None) -> list[QuestionResult]:
         """One batched forward for all `parsed` questions about one clip's features."""
         n = len(parsed)
         if text is None:

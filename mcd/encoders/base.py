@@ -76,6 +76,27 @@ class Encoder:
         return f"{type(self).__name__}(id={self.id!r}, dim={self.dim})"
 
 
+class PathSpecMixin:
+    """For encoders rebuilt from a model folder or hub id alone (no weights in the checkpoint): the spec is the
+    path and the feature width, and the id is `id_prefix:path`. Listed before the modality base class."""
+
+    id_prefix: str = ""
+
+    @classmethod
+    def from_spec(cls, spec: dict, state_dict=None, device=torch.device("cpu")):
+        expect_keys(spec, "path")
+        enc = cls(spec["path"], device)
+        check_dim(spec, enc.dim)
+        return enc
+
+    @property
+    def id(self) -> str:
+        return f"{self.id_prefix}:{self.path}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"modality": self.modality, "backend": self.backend, "path": self.path, "dim": self.dim}
+
+
 class VisualEncoder(Encoder):
     modality = "visual"
     num_patches: int = NUM_PATCHES

@@ -7,7 +7,6 @@ The model's own feature extractor makes the Kaldi fbank it was trained on; it pa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,16 +16,16 @@ from mcd.encoders.base import (
     AudioEncoder,
     EncoderLoadError,
     EncoderSpecError,
+    PathSpecMixin,
     as_segments,
-    check_dim,
     chunks,
-    expect_keys,
     load_hf_model,
 )
 
 
-class HFASTAudioEncoder(AudioEncoder):
+class HFASTAudioEncoder(PathSpecMixin, AudioEncoder):
     backend = "hf-ast"
+    id_prefix = "hf-ast"
 
     def __init__(self, path: str | Path, device: torch.device = torch.device("cpu"), batch_size: int = 16):
         from transformers import ASTFeatureExtractor, ASTModel
@@ -57,20 +56,6 @@ class HFASTAudioEncoder(AudioEncoder):
             p.requires_grad_(False)
         self.dim = int(cfg.hidden_size)
         self.batch_size = batch_size
-
-    @classmethod
-    def from_spec(cls, spec: dict, state_dict=None, device=torch.device("cpu")) -> "HFASTAudioEncoder":
-        expect_keys(spec, "path")
-        enc = cls(spec["path"], device)
-        check_dim(spec, enc.dim)
-        return enc
-
-    @property
-    def id(self) -> str:
-        return f"hf-ast:{self.path}"
-
-    def spec(self) -> dict[str, Any]:
-        return {"modality": "audio", "backend": "hf-ast", "path": self.path, "dim": self.dim}
 
     def _resampled(self, audio: torch.Tensor) -> torch.Tensor:
         rate = int(self.extractor.sampling_rate)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -16,11 +15,10 @@ import torch.nn.functional as F
 from mcd.encoders.base import (
     GRID,
     EncoderSpecError,
+    PathSpecMixin,
     VisualEncoder,
     as_frames,
-    check_dim,
     chunks,
-    expect_keys,
     load_hf_model,
 )
 
@@ -39,8 +37,9 @@ def _image_stats(path: str, local_files_only: bool) -> tuple[tuple[float, ...], 
     return tuple(processor.image_mean), tuple(processor.image_std)
 
 
-class HFClipVisualEncoder(VisualEncoder):
+class HFClipVisualEncoder(PathSpecMixin, VisualEncoder):
     backend = "hf-clip"
+    id_prefix = "hf-clip-visual"
 
     def __init__(self, path: str | Path, device: torch.device = torch.device("cpu"), batch_size: int = 32):
         from transformers import CLIPVisionModel
@@ -61,20 +60,6 @@ class HFClipVisualEncoder(VisualEncoder):
         self.patch_size = int(self.model.config.patch_size)
         self.dim = int(self.model.config.hidden_size)
         self.batch_size = batch_size
-
-    @classmethod
-    def from_spec(cls, spec: dict, state_dict=None, device=torch.device("cpu")) -> "HFClipVisualEncoder":
-        expect_keys(spec, "path")
-        enc = cls(spec["path"], device)
-        check_dim(spec, enc.dim)
-        return enc
-
-    @property
-    def id(self) -> str:
-        return f"hf-clip-visual:{self.path}"
-
-    def spec(self) -> dict[str, Any]:
-        return {"modality": "visual", "backend": "hf-clip", "path": self.path, "dim": self.dim}
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.to(self.device).permute(0, 3, 1, 2).float() / 255.0

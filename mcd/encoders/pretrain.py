@@ -154,6 +154,15 @@ def _optimiser(params, lr: float, steps: int):
     return opt, sched
 
 
+def _update(opt: torch.optim.Optimizer, sched, loss: torch.Tensor, bar: tqdm) -> None:
+    """One optimiser step on `loss` and the scheduler's step; the running loss goes on the progress bar."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    bar.set_postfix(loss=f"{loss.item():.3f}")
+
+
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Brightness/contrast jitter and a shift of a few pixels (well under a 16-px cell, labels stay right)."""
     b = x.shape[0]
@@ -179,11 +188,7 @@ def train_visual(enc: SynthVisualEncoder, data: ClipSet, num_classes: int, steps
         x = normalise_frames(_augment(data.frames[idx].float(), gen))
         logits = head(F.dropout(enc.net(x), 0.1))                    # [b, C, 7, 7]
         loss = F.cross_entropy(logits.flatten(2), data.cells[idx].view(len(idx), -1), ignore_index=IGNORE)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        _update(opt, sched, loss, bar)
     enc.freeze()
     return head.eval()
 
@@ -232,11 +237,7 @@ def train_audio(enc: SynthAudioEncoder, data: ClipSet, num_classes: int, steps: 
         x = data.logmel[idx].float()
         x = x + 0.3 * (torch.rand(len(idx), 1, 1, 1, generator=gen) - 0.5)  # +-0.15 in log: small gain jitter
         loss = _audio_loss(head(enc.net(x)), data, idx, stats)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        _update(opt, sched, loss, bar)
     enc.freeze()
     return head.eval()
 
