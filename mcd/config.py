@@ -65,6 +65,12 @@ class MCDConfig:
     kd_mode: str = "kl"                     # kl | mutual | cos | nce
     decision_fusion: bool = False           # keep decision-level AV fusion in the student's header
     teacher_logit_kd: bool = False          # extra KD from teacher logits to student logits
+    # reconstruction extensions (not in the figure; off = DESIGN §3 exactly; see docs/model.md)
+    clue_gate: bool = False                 # each question token gates the clue it gathered (selects what it asks)
+    question_blocks: int = 0                # masked self-attention blocks over f̂_q before pooling
+    hops: int = 1                           # aggregation rounds; round r+1 queries with round r's f̂_q
+    object_clues: bool = False              # text objects gather their own clues and carry their slot order
+    object_readout: bool = False            # the pooled question adds the keywords' clues, one map per slot
     # baselines: a removed modality is fed as zeros (same architecture, same harness)
     use_visual: bool = True
     use_audio: bool = True
@@ -85,11 +91,12 @@ class MCDConfig:
             if f.type in ("float", float) and isinstance(value, int):
                 setattr(self, f.name, float(value))  # JSON writes 0.0 as 0; keep the field a float
         for name in ("visual_dim", "audio_dim", "text_dim", "d", "d_z", "T", "P", "n_heads", "ffn_mult",
-                     "num_answers"):
+                     "num_answers", "hops"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_blocks < 0:
-            raise ConfigError(f"n_blocks must be >= 0, got {self.n_blocks}")
+        for name in ("n_blocks", "question_blocks"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.d % self.n_heads:
             raise ConfigError(f"d ({self.d}) must be divisible by n_heads ({self.n_heads})")
         if not 0.0 <= self.dropout < 1.0:
@@ -100,6 +107,8 @@ class MCDConfig:
         for name in ("lambda_con", "lambda_kd", "lambda_logit_kd"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.object_readout and not self.object_clues:
+            raise ConfigError("object_readout needs object_clues (the keywords must gather clues to be read)")
         for name, choices in self._CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")

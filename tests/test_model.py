@@ -89,9 +89,12 @@ def test_objects_are_optional():
 
 
 # --- padding and masking -----------------------------------------------------------------------------------
-def test_padding_changes_nothing():
-    """Extra masked question tokens and masked objects, filled with garbage, leave every output unchanged."""
-    cfg = small_config()
+@pytest.mark.parametrize("overrides", [{}, {"question_blocks": 2, "clue_gate": True, "hops": 2, "object_clues": True}],
+                         ids=["design", "extended"])
+def test_padding_changes_nothing(overrides):
+    """Extra masked question tokens and masked objects, filled with garbage, leave every output unchanged
+    (with question blocks too: padded tokens are masked out as keys, so real tokens never read them)."""
+    cfg = small_config(**overrides)
     model = MCD(cfg).eval()
     batch = make_batch(cfg, B=3, L=4, K=2)
     ref = run(model, batch)
@@ -312,6 +315,10 @@ ABLATIONS = [
     {"shared_aggregator": False}, {"kd_mode": "mutual"}, {"kd_mode": "cos"}, {"kd_mode": "nce"},
     {"lambda_kd": 0.0}, {"decision_fusion": True}, {"teacher_logit_kd": True},
     {"use_visual": False}, {"use_audio": False}, {"question_only": True}, {"dropout": 0.2},
+    {"clue_gate": True}, {"question_blocks": 1}, {"question_blocks": 2, "clue_gate": True, "hints": False},
+    {"hops": 2}, {"hops": 3, "shared_aggregator": False}, {"hops": 2, "hierarchy": "high", "text_objects": "none"},
+    {"object_clues": True}, {"object_clues": True, "clue_gate": True, "hierarchy": "low"},
+    {"object_clues": True, "text_objects": "none"},
 ]
 
 
@@ -334,6 +341,77 @@ def test_every_ablation_builds_runs_and_trains(overrides):
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
     if not cfg.shared_aggregator:
         assert model.aggregator.attn_low.q_proj.weight is not model.aggregator_audio.attn_low.q_proj.weight
+
+
+def test_clue_gate_multiplies_what_each_token_gathered():
+    """The gate is multiplicative per token: a zero gate lets no clue through (the clip stops mattering), and a
+    gate that keeps some channels makes the answer depend on the clip again."""
+    torch.manual_seed(0)
+    cfg = small_config(clue_gate=True)
+    gated = MCD(cfg).eval()
+    batch = make_batch(cfg)
+    other = dict(batch, visual=torch.randn_like(batch["visual"]), audio=torch.randn_like(batch["audio"]))
+    assert not torch.allclose(run(gated, batch).logits, run(gated, other).logits)
+    with torch.no_grad():
+        gated.aggregator.gate[1].weight.zero_()
+        gated.aggregator.gate[1].bias.zero_()
+    closed = run(gated, batch)
+    blind = MCD(small_config(clue_gate=True, question_only=True)).eval()
+    blind.load_state_dict(gated.state_dict())
+    torch.testing.assert_close(closed.logits, run(blind, batch).logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(closed.logits, run(gated, other).logits, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        gated.aggregator.gate[1].bias[:4] = 1.0
+    assert not torch.allclose(run(gated, batch).logits, run(gated, other).logits)
+
+
+def test_question_blocks_mix_tokens_and_only_real_ones():
+    """Without question blocks a token's f̂_q depends on that token alone; with them, changing one real token
+    changes the others' (the comparison needs that), while padded tokens still change nothing."""
+    cfg = small_config(question_blocks=1)
+    model = MCD(cfg).eval()
+    seen = {}
+    model.question_blocks.register_forward_hook(lambda m, args, out: seen.__setitem__("out", out))
+    batch = make_batch(cfg, B=1, L=4)
+    run(model, batch)
+    before = seen["out"].clone()
+    batch["question"][0, 0] += 1.0
+    run(model, batch)
+    assert not torch.allclose(seen["out"][0, 1:], before[0, 1:])
+
+
+def test_second_hop_reads_the_clip_with_what_the_first_gathered():
+    """With hops=2 the second round's queries are the first round's f̂_q: changing only the audio changes what
+    the second round's *visual* attention looks at. With one round, visual attention ignores the audio."""
+    for hops, moves in ((1, False), (2, True)):
+        torch.manual_seed(0)
+        cfg = small_config(hops=hops, n_blocks=0)   # no association: audio reaches vision only through the hop
+        model = MCD(cfg).eval()
+        batch = make_batch(cfg, B=2)
+        before = run(model, batch).clues["visual_low"]
+        batch["audio"] = batch["audio"] + 3 * torch.randn_like(batch["audio"])
+        after = run(model, batch).clues["visual_low"]
+        assert torch.allclose(before, after, atol=1e-6) is not moves
+        torch.testing.assert_close(after.sum(dim=(1, 2)), torch.ones(2))
+
+
+def test_object_clues_bind_slot_order_and_the_clip():
+    """Without object clues the objects are an unordered set and carry no clip information; with them, swapping
+    two keywords changes the answer ("X louder than Y" is not "Y louder than X") and so does the audio that only
+    the objects listen to."""
+    def swapped(batch):
+        b = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in batch.items()}
+        b["objects"][:, [0, 1]] = b["objects"][:, [1, 0]]
+        b["objects_kind"][:, [0, 1]] = b["objects_kind"][:, [1, 0]]
+        return b
+    for object_clues in (False, True):
+        torch.manual_seed(0)
+        cfg = small_config(object_clues=object_clues)
+        model = MCD(cfg).eval()
+        batch = make_batch(cfg, B=2, K=3)
+        batch["objects_mask"][:] = True
+        same = torch.allclose(run(model, batch).logits, run(model, swapped(batch)).logits, atol=1e-6)
+        assert same is not object_clues
 
 
 # --- overfitting --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ clip (stride 0 on the batch dim); the audio-visual part then runs once and broad
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mcd.config import MCDConfig
-from mcd.model.aggregator import Aggregator, BranchOutput, masked_token_mean
+from mcd.model.aggregator import Aggregator, BranchOutput, QuestionBlocks, masked_token_mean
 from mcd.model.approximation import SemanticApproximation, distillation_loss, logit_distillation_loss
 from mcd.model.association import Association, MultiHeadAttention, info_nce
 from mcd.model.heads import PredictionHeader, TeacherHead
 
 KEYWORD, TYPE_WORD = 0, 1   # values of `objects_kind`
+MAX_OBJECT_SLOTS = 8        # objects past the 8th share the last slot embedding (templates have at most 4 keywords)
 
 
 class MCDInputError(ValueError):
@@ -77,16 +79,30 @@ class MCD(nn.Module):
             self.pos_p = nn.Parameter(torch.randn(cfg.P, d) * 0.02)      # patch position (spatial clues)
         if self.uses_objects:
             self.object_kind = nn.Embedding(2, d)                        # keyword vs type word
+            if cfg.object_clues:
+                self.object_slot = nn.Embedding(MAX_OBJECT_SLOTS, d)     # slot order: "X louder than Y"
+                if cfg.object_readout:
+                    # one map per keyword slot, so "X than Y" can be read as clue(X) - clue(Y)
+                    self.object_readout = nn.Parameter(torch.randn(MAX_OBJECT_SLOTS, 2 * d, d) / math.sqrt(2 * d))
 
         self.association = Association(d, cfg.n_heads, cfg.n_blocks, cfg.ffn_mult, cfg.dropout,
                                        cfg.association_residual)
         make_agg = lambda: Aggregator(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.hierarchy, cfg.hints,
-                                      self.uses_objects)
+                                      self.uses_objects, cfg.clue_gate, cfg.object_clues)
         self.aggregator = make_agg()                                     # visual branch, or both if shared
         if not cfg.shared_aggregator:
             self.aggregator_audio = make_agg()
         self.combine = nn.Linear(2 * d, d)                               # f̂_q = LN(f_q + W[t_v ; t_a])
         self.combine_ln = nn.LayerNorm(d)
+        # further aggregation rounds (our extension, see `_aggregate`); round 1 keeps the names above
+        self.extra_hops = nn.ModuleList()
+        for _ in range(cfg.hops - 1):
+            hop = nn.ModuleDict({"aggregator": make_agg(), "combine": nn.Linear(2 * d, d), "combine_ln": nn.LayerNorm(d)})
+            if not cfg.shared_aggregator:
+                hop["aggregator_audio"] = make_agg()
+            self.extra_hops.append(hop)
+        if cfg.question_blocks:
+            self.question_blocks = QuestionBlocks(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.question_blocks)
 
         self.av_pool = MultiHeadAttention(d, cfg.n_heads, cfg.dropout)   # question-attended f̂_v, f̂_a
         self.approximation = SemanticApproximation(d, cfg.d_z)
@@ -135,17 +151,21 @@ class MCD(nn.Module):
         obj = None
         if self.uses_objects and objects.shape[1] > 0:
             obj = self.drop(self.text_proj(objects)) + self.object_kind(o_kind)
+            if cfg.object_clues:
+                slots = torch.arange(obj.shape[1], device=obj.device).clamp_max(MAX_OBJECT_SLOTS - 1)
+                obj = obj + self.object_slot(slots)
             if cfg.text_objects == "keywords":
                 o_mask = o_mask & (o_kind == KEYWORD)
             elif cfg.text_objects == "types":
                 o_mask = o_mask & (o_kind == TYPE_WORD)
 
         # aggregators: the question gathers clues from each modality, then fuses text objects
-        br_v = self.aggregator(f_q, low_v, hat_v, obj, o_mask, clip_index)
-        agg_a = self.aggregator if cfg.shared_aggregator else self.aggregator_audio
-        br_a = agg_a(f_q, x_a, hat_a, obj, o_mask, clip_index)
-        hat_q = self.combine_ln(f_q + self.drop(self.combine(torch.cat([br_v.tokens, br_a.tokens], dim=-1))))
+        hat_q, br_v, br_a = self._aggregate(f_q, low_v, x_a, hat_v, hat_a, obj, o_mask, clip_index)
+        if cfg.question_blocks:
+            hat_q = self.question_blocks(hat_q, q_mask)
         pooled = masked_token_mean(hat_q, q_mask)                                 # [B,d]
+        if cfg.object_readout and br_v.object_clues is not None:
+            pooled = pooled + self._read_objects(br_v.object_clues, br_a.object_clues, o_mask, o_kind)
 
         # teachers: question-attended associated features -> latents -> decision-level fusion
         q_pool = masked_token_mean(f_q, q_mask)
@@ -164,6 +184,53 @@ class MCD(nn.Module):
                 video_index = torch.zeros(B, dtype=torch.long, device=question.device)
             self._add_losses(out, labels, video_index, hat_v, hat_a, B, per_clip=clip_index is not None)
         return out
+
+    def _read_objects(self, clue_v: torch.Tensor, clue_a: torch.Tensor, o_mask: torch.Tensor,
+                      o_kind: torch.Tensor) -> torch.Tensor:
+        """Σ_slot W_slot [clue_v ; clue_a] over the real keywords: the clues the keywords gathered, in slot order.
+
+        Why (our extension): the question tokens reach the objects through a softmax, whose weights are all
+        positive, so "X louder than Y" must be routed through separate heads before it can become a difference,
+        and training sits at chance for epochs. A linear map per slot makes clue(X) - clue(Y) one weight away.
+        """
+        K = clue_v.shape[1]
+        slots = torch.arange(K, device=clue_v.device).clamp_max(MAX_OBJECT_SLOTS - 1)
+        keep = (o_mask & (o_kind == KEYWORD)).to(clue_v.dtype)[..., None]                  # [B,K,1]
+        clues = torch.cat([clue_v, clue_a], dim=-1) * keep                                   # [B,K,2d]
+        return torch.einsum("bkc,kcd->bd", clues, self.object_readout[slots])
+
+    def _aggregate(self, f_q, low_v, x_a, hat_v, hat_a, obj, o_mask, clip_index
+                   ) -> tuple[torch.Tensor, BranchOutput, BranchOutput]:
+        """f̂_q = LN(q + W[t_v ; t_a]) for q = f_q, then (with `hops` > 1) again with q = the previous f̂_q.
+
+        Why rounds (our extension; hops = 1 is DESIGN §3): the two branches read the clip in parallel from the
+        same f_q, so no token can use what it heard to decide where to look. "Where is the loudest instrument?"
+        must first find the loudest sound (audio) and then the player of that instrument (visual patches);
+        "Is the instrument on the left louder ...?" goes the other way. A second round queries both branches
+        again with the clue-attached tokens. The returned branch maps are averaged over rounds, so the clues
+        stay distributions over the same axes.
+        """
+        cfg = self.config
+        rounds = [{"aggregator": self.aggregator, "combine": self.combine, "combine_ln": self.combine_ln,
+                   "aggregator_audio": self.aggregator if cfg.shared_aggregator else self.aggregator_audio}]
+        for hop in self.extra_hops:
+            rounds.append({**hop, "aggregator_audio": hop["aggregator"] if cfg.shared_aggregator
+                           else hop["aggregator_audio"]})
+        q, outs = f_q, []
+        for r in rounds:
+            br_v = r["aggregator"](q, low_v, hat_v, obj, o_mask, clip_index)
+            br_a = r["aggregator_audio"](q, x_a, hat_a, obj, o_mask, clip_index)
+            q = r["combine_ln"](q + self.drop(r["combine"](torch.cat([br_v.tokens, br_a.tokens], dim=-1))))
+            outs.append((br_v, br_a))
+        if len(outs) == 1:
+            return q, outs[0][0], outs[0][1]
+
+        def mean_maps(branches: list[BranchOutput]) -> BranchOutput:
+            def m(ws):
+                return None if ws[0] is None else torch.stack(ws).mean(dim=0)
+            return BranchOutput(branches[-1].tokens, m([b.low for b in branches]), m([b.high for b in branches]),
+                                m([b.objects for b in branches]), branches[-1].object_clues)
+        return q, mean_maps([o[0] for o in outs]), mean_maps([o[1] for o in outs])
 
     def _add_losses(self, out: MCDOutput, labels: torch.Tensor, video_index: torch.Tensor | None,
                     hat_v: torch.Tensor, hat_a: torch.Tensor, B: int, per_clip: bool = False) -> None:
