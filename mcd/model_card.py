@@ -23,6 +23,25 @@ def bar_note(report: dict) -> str:
             + (f", and these types are below {TARGET_TYPE * 100:.0f}%: {types}." if below else "."))
 
 
+#: MCDConfig fields that extend DESIGN §3 (README: "where we differ"), with what each one adds.
+EXTENSIONS = {
+    "clue_gate": "each query gates the clue it gathered, FiLM-style",
+    "object_clues": "keywords gather their own clues and carry slot order",
+    "object_readout": "the pooled question adds the keywords' clues, one map per slot",
+    "question_blocks": "self-attention over the clue-attached question before pooling",
+    "hops": "the aggregators run again with the clue-attached question",
+}
+
+
+def extensions_note(model: dict) -> str:
+    """The sentence naming the extensions a recipe switches on (or saying it is the design as written)."""
+    on = [f"`{k}` ({what})" for k, what in EXTENSIONS.items()
+          if model.get(k) not in (None, False, 0, 1 if k == "hops" else 0)]
+    if not on:
+        return "The network is DESIGN §3 as written."
+    return "The network is DESIGN §3 plus these extensions (see the project README): " + "; ".join(on) + "."
+
+
 def render(name: str, recipe: dict, command: str, stage_seconds: dict, fresh_test: dict, val: dict,
            test_data: str, n_params: int) -> str:
     total_min = sum(stage_seconds.values()) / 60
@@ -32,7 +51,7 @@ def render(name: str, recipe: dict, command: str, stage_seconds: dict, fresh_tes
 MCD (Mutual Correlation Distillation, arXiv 2403.06679, rebuilt from the paper; the authors released no code)
 with frozen basic encoders: `synth` visual CNN (7x7 grid), `synth` audio CNN (log-mel), MiniLM text
 (all-MiniLM-L6-v2, Apache-2.0). {n_params:,} MCD parameters; the encoder weights are stored in the same
-`model.safetensors` under `encoders.*`.
+`model.safetensors` under `encoders.*`. {extensions_note(recipe.get('model', {}))}
 
 ## Data
 Trained on `mcd synth --videos {recipe['synth']['videos']} --seed {recipe['synth']['seed']} --questions-per-video

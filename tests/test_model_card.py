@@ -30,3 +30,12 @@ def test_bar_note_when_met_and_card_carries_it():
     card = render("r", recipe, "mcd reproduce --config r.json", {"train": 60.0}, report, {"acc": 0.9, "epoch": 3},
                   "100 questions", 1000)
     assert "Meets the project's bar" in card and "--questions-per-video 20" in card and "1.0 min in all" in card
+
+
+def test_extensions_note_names_what_the_recipe_switches_on():
+    from mcd.model_card import extensions_note
+    assert extensions_note({"d": 128}) == "The network is DESIGN §3 as written."
+    assert extensions_note({"hops": 1, "question_blocks": 0, "clue_gate": False}) == "The network is DESIGN §3 as written."
+    note = extensions_note({"clue_gate": True, "object_readout": True, "hops": 2})
+    assert "`clue_gate`" in note and "`object_readout`" in note and "`hops`" in note
+    assert "object_clues" not in note and "question_blocks" not in note
