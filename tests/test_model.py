@@ -318,7 +318,7 @@ ABLATIONS = [
     {"clue_gate": True}, {"question_blocks": 1}, {"question_blocks": 2, "clue_gate": True, "hints": False},
     {"hops": 2}, {"hops": 3, "shared_aggregator": False}, {"hops": 2, "hierarchy": "high", "text_objects": "none"},
     {"object_clues": True}, {"object_clues": True, "clue_gate": True, "hierarchy": "low"},
-    {"object_clues": True, "text_objects": "none"},
+    {"object_clues": True, "text_objects": "none"}, {"object_clues": True, "object_readout": True, "hops": 2},
 ]
 
 
@@ -481,6 +481,9 @@ def test_config_json_round_trip(tmp_path):
     ({"text_objects": "all"}, "text_objects must be one of"),
     ({"dropout": 1.0}, "dropout must be in"),
     ({"T": 0}, "T must be >= 1"),
+    ({"hops": 0}, "hops must be >= 1"),
+    ({"question_blocks": -1}, "question_blocks must be >= 0"),
+    ({"object_readout": True}, "object_readout needs object_clues"),
 ])
 def test_config_rejects_bad_values(data, message):
     with pytest.raises(ConfigError, match=message):

@@ -221,6 +221,10 @@ class MCD(nn.Module):
             br_v = r["aggregator"](q, low_v, hat_v, obj, o_mask, clip_index)
             br_a = r["aggregator_audio"](q, x_a, hat_a, obj, o_mask, clip_index)
             q = r["combine_ln"](q + self.drop(r["combine"](torch.cat([br_v.tokens, br_a.tokens], dim=-1))))
+            if br_v.object_clues is not None and len(outs) + 1 < len(rounds):
+                # objects that gathered clues query the next round with them, as the question tokens do
+                clues = torch.cat([br_v.object_clues, br_a.object_clues], dim=-1)
+                obj = r["combine_ln"](obj + self.drop(r["combine"](clues)))
             outs.append((br_v, br_a))
         if len(outs) == 1:
             return q, outs[0][0], outs[0][1]
