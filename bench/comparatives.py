@@ -50,15 +50,15 @@ def probe(recipe, ridge: float = 1.0) -> None:
     space = LabelSpace.from_scenes(scenes)
     cache = FeatureCache(recipe.data.features)
     names = list(space.audio)
-    feats, loud, mask, split = {}, [], [], []
+    feats, loud, mask, split = [], [], [], []
     for s in scenes:
         a = cache.load(s.video_id)["audio"].float().numpy()
         t = audio_targets(s, np.arange(a.shape[0]) + 0.5, space)
-        feats[s.video_id] = a
+        feats.append(a)
         loud.append(t.loudness)
         mask.append(t.mask)
         split.append(s.split)
-    X = np.stack([feats[s.video_id] for s in scenes])
+    X = np.stack(feats)
     X = np.concatenate([X, np.ones(X.shape[:2] + (1,))], axis=-1)
     Y, M = np.stack(loud), np.stack(mask)
     train = np.array([sp == "train" for sp in split])

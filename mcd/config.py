@@ -65,7 +65,7 @@ class MCDConfig:
     kd_mode: str = "kl"                     # kl | mutual | cos | nce
     decision_fusion: bool = False           # keep decision-level AV fusion in the student's header
     teacher_logit_kd: bool = False          # extra KD from teacher logits to student logits
-    # reconstruction extensions (not in the figure; off = DESIGN §3 exactly; see docs/model.md)
+    # reconstruction extensions (not in the figure; off = DESIGN §3 exactly; README "where we differ")
     clue_gate: bool = False                 # each question token gates the clue it gathered (selects what it asks)
     question_blocks: int = 0                # masked self-attention blocks over f̂_q before pooling
     hops: int = 1                           # aggregation rounds; round r+1 queries with round r's f̂_q

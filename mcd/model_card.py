@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import platform
 
+from mcd.config import MCDConfig
 from mcd.evaluate import format_table
 
 
@@ -35,8 +36,8 @@ EXTENSIONS = {
 
 def extensions_note(model: dict) -> str:
     """The sentence naming the extensions a recipe switches on (or saying it is the design as written)."""
-    on = [f"`{k}` ({what})" for k, what in EXTENSIONS.items()
-          if model.get(k) not in (None, False, 0, 1 if k == "hops" else 0)]
+    defaults = MCDConfig()
+    on = [f"`{k}` ({what})" for k, what in EXTENSIONS.items() if model.get(k, getattr(defaults, k)) != getattr(defaults, k)]
     if not on:
         return "The network is DESIGN §3 as written."
     return "The network is DESIGN §3 plus these extensions (see the project README): " + "; ".join(on) + "."

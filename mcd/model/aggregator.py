@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from mcd.model.association import FeedForward, MultiHeadAttention
+from mcd.model.association import AssociationBlock, FeedForward, MultiHeadAttention
 
 
 @dataclass
@@ -121,19 +121,12 @@ class QuestionBlocks(nn.Module):
 
     def __init__(self, d: int, n_heads: int, ffn_mult: int, dropout: float, n_blocks: int):
         super().__init__()
-        self.blocks = nn.ModuleList(
-            nn.ModuleDict({"ln1": nn.LayerNorm(d), "attn": MultiHeadAttention(d, n_heads, dropout),
-                           "ln2": nn.LayerNorm(d), "ffn": FeedForward(d, ffn_mult, dropout)})
-            for _ in range(n_blocks))
-        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(AssociationBlock(d, n_heads, ffn_mult, dropout) for _ in range(n_blocks))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x [B,L,d], mask [B,L] (True = real token) -> [B,L,d]."""
-        for b in self.blocks:
-            y = b["ln1"](x)
-            a, _ = b["attn"](y, y, key_mask=mask)
-            x = x + self.drop(a)
-            x = x + b["ffn"](b["ln2"](x))
+        for block in self.blocks:
+            x, _ = block(x, mask)
         return x
 
 

@@ -91,9 +91,10 @@ class AssociationBlock(nn.Module):
         self.ffn = FeedForward(d, ffn_mult, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B,N,d]; key_mask [B,N] (True = real token) keeps padded tokens out of every token's attention."""
         y = self.ln1(x)
-        a, w = self.attn(y, y)
+        a, w = self.attn(y, y, key_mask)
         x = x + self.drop(a)
         x = x + self.ffn(self.ln2(x))
         return x, w

@@ -31,6 +31,11 @@ KEYWORD, TYPE_WORD = 0, 1   # values of `objects_kind`
 MAX_OBJECT_SLOTS = 8        # objects past the 8th share the last slot embedding (templates have at most 4 keywords)
 
 
+def object_slots(K: int, device: torch.device) -> torch.Tensor:
+    """[K] slot index of each text object (its position in the list), the last slot shared past MAX_OBJECT_SLOTS."""
+    return torch.arange(K, device=device).clamp_max(MAX_OBJECT_SLOTS - 1)
+
+
 class MCDInputError(ValueError):
     """A forward input with the wrong shape, dtype or value; the message names the argument."""
 
@@ -152,8 +157,7 @@ class MCD(nn.Module):
         if self.uses_objects and objects.shape[1] > 0:
             obj = self.drop(self.text_proj(objects)) + self.object_kind(o_kind)
             if cfg.object_clues:
-                slots = torch.arange(obj.shape[1], device=obj.device).clamp_max(MAX_OBJECT_SLOTS - 1)
-                obj = obj + self.object_slot(slots)
+                obj = obj + self.object_slot(object_slots(obj.shape[1], obj.device))
             if cfg.text_objects == "keywords":
                 o_mask = o_mask & (o_kind == KEYWORD)
             elif cfg.text_objects == "types":
@@ -193,8 +197,7 @@ class MCD(nn.Module):
         positive, so "X louder than Y" must be routed through separate heads before it can become a difference,
         and training sits at chance for epochs. A linear map per slot makes clue(X) - clue(Y) one weight away.
         """
-        K = clue_v.shape[1]
-        slots = torch.arange(K, device=clue_v.device).clamp_max(MAX_OBJECT_SLOTS - 1)
+        slots = object_slots(clue_v.shape[1], clue_v.device)
         keep = (o_mask & (o_kind == KEYWORD)).to(clue_v.dtype)[..., None]                  # [B,K,1]
         clues = torch.cat([clue_v, clue_a], dim=-1) * keep                                   # [B,K,2d]
         return torch.einsum("bkc,kcd->bd", clues, self.object_readout[slots])
