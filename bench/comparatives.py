@@ -10,7 +10,9 @@ comparing the two read-outs averaged over the clip. If this scores far above cha
 features and a model at chance is failing to read it.
 
 `learn`: train each MCD variant (recipe model + the variant's fields) on the comparative templates alone (louder,
-more rhythmic, playing longer; all 7 templates) and print train and val accuracy per epoch. Single-threaded.
+more rhythmic, playing longer; all 7 templates) and print train and val accuracy per epoch, then val accuracy per
+template. `--template-word` picks other templates, e.g. the two-step ones (position <-> sound):
+`--template-word '<FL>' --template-word '<LL>' --template-word '<TH>'`. Single-threaded.
 """
 from __future__ import annotations
 
@@ -39,9 +41,13 @@ from mcd.train import build_data, feature_dims, lr_at, seed_everything  # noqa: 
 LOUDER = "Is the <Object> louder than the <Object>?"
 
 
-def is_comparative(question: str) -> bool:
+COMPARATIVE_WORDS = ("louder", "rhythmic", "longer")
+
+
+def template_matches(question: str, words: tuple[str, ...] = COMPARATIVE_WORDS) -> bool:
+    """Does the question's template text contain any of `words` (the comparative templates by default)?"""
     t = parse(question).template
-    return t is not None and any(w in t.text for w in ("louder", "rhythmic", "longer"))
+    return t is not None and any(w in t.text for w in words)
 
 
 def probe(recipe, ridge: float = 1.0) -> None:
@@ -83,14 +89,16 @@ def probe(recipe, ridge: float = 1.0) -> None:
     print(f"| \"{LOUDER}\" answered by the read-out, val | {right}/{n} = {right / max(n, 1):.1%} |")
 
 
-def learn(recipe, variants: dict[str, dict], epochs: int, lr: float = 7e-4) -> None:
+def learn(recipe, variants: dict[str, dict], epochs: int, words: tuple[str, ...] = COMPARATIVE_WORDS,
+          lr: float = 7e-4) -> None:
     torch.set_num_threads(1)
     encoders = load_encoders(recipe.encoders)
     records, load, bank = build_data(recipe, encoders.text, (recipe.data.train_split, recipe.data.val_split))
-    tr = [r for r in records[recipe.data.train_split] if is_comparative(r.question)]
-    va = [r for r in records[recipe.data.val_split] if is_comparative(r.question)]
-    print(f"comparative questions: {len(tr)} train, {len(va)} val\n")
+    tr = [r for r in records[recipe.data.train_split] if template_matches(r.question, words)]
+    va = [r for r in records[recipe.data.val_split] if template_matches(r.question, words)]
+    print(f"questions whose template contains any of {list(words)}: {len(tr)} train, {len(va)} val\n")
     print("| variant | epoch | train acc | val acc | seconds |\n|---|---|---|---|---|")
+    per_template: dict[str, dict[str, float]] = {}
     for name, fields in variants.items():
         seed_everything(0)
         train_set, val_set = QADataset(tr, load, bank), QADataset(va, load, bank)
@@ -115,14 +123,37 @@ def learn(recipe, variants: dict[str, dict], epochs: int, lr: float = 7e-4) -> N
                 right += int((out.logits.argmax(-1) == batch.labels).sum())
                 seen += len(batch.labels)
             model.eval()
-            v_right = v_seen = 0
+            hits = []
             with torch.no_grad():
                 for batch in val_loader:
                     out = model(**batch.model_inputs())
-                    v_right += int((out.logits.argmax(-1) == batch.labels).sum())
-                    v_seen += len(batch.labels)
-            print(f"| {name} | {epoch + 1} | {right / seen:.3f} | {v_right / v_seen:.3f} | "
+                    hits += (out.logits.argmax(-1) == batch.labels).tolist()
+            print(f"| {name} | {epoch + 1} | {right / seen:.3f} | {sum(hits) / len(hits):.3f} | "
                   f"{time.perf_counter() - started:.0f} |", flush=True)
+        order = [i for b in val_loader.batch_sampler for i in b]  # the loader groups questions by video
+        per_template[name] = template_accuracy([va[i] for i in order], hits)
+    print("\nval accuracy per template, last epoch\n")
+    names = list(variants)
+    print("| template | n | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
+    for text, n in template_counts(va).items():
+        print(f"| {text} | {n} | " + " | ".join(f"{per_template[v][text]:.1%}" for v in names) + " |")
+
+
+def template_counts(records) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        text = parse(r.question).template.text
+        counts[text] = counts.get(text, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def template_accuracy(records, hits: list[bool]) -> dict[str, float]:
+    """Accuracy per question template; `hits[i]` says whether `records[i]` was answered right."""
+    right: dict[str, int] = {}
+    for r, hit in zip(records, hits, strict=True):
+        text = parse(r.question).template.text
+        right[text] = right.get(text, 0) + int(hit)
+    return {text: right.get(text, 0) / n for text, n in template_counts(records).items()}
 
 
 def main() -> int:
@@ -132,6 +163,9 @@ def main() -> int:
     sub.add_parser("probe", help="linear loudness probe on the cached audio features")
     lp = sub.add_parser("learn", help="train variants on the comparative templates alone")
     lp.add_argument("--epochs", type=int, default=8)
+    lp.add_argument("--template-word", action="append", default=[], metavar="TEXT",
+                    help="train on the templates whose text contains TEXT (repeatable; default: "
+                         f"{', '.join(COMPARATIVE_WORDS)})")
     lp.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                     help="an MCDConfig override, e.g. gate='{\"clue_gate\": true}' (repeatable)")
     args = p.parse_args()
@@ -146,7 +180,7 @@ def main() -> int:
             variants[name] = json.loads(fields or "{}")
         except json.JSONDecodeError as e:
             p.error(f"--variant {item!r}: the part after '=' must be a JSON object ({e})")
-    learn(recipe, variants, args.epochs)
+    learn(recipe, variants, args.epochs, tuple(args.template_word) or COMPARATIVE_WORDS)
     return 0
 
 
