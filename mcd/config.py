@@ -71,6 +71,7 @@ class MCDConfig:
     hops: int = 1                           # aggregation rounds; round r+1 queries with round r's f̂_q
     object_clues: bool = False              # text objects gather their own clues and carry their slot order
     object_readout: bool = False            # the pooled question adds the keywords' clues, one map per slot
+    sounding_patches: bool = False          # each patch token also carries (W patch) ⊙ (W audio of its segment)
     # baselines: a removed modality is fed as zeros (same architecture, same harness)
     use_visual: bool = True
     use_audio: bool = True
@@ -109,6 +110,8 @@ class MCDConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.object_readout and not self.object_clues:
             raise ConfigError("object_readout needs object_clues (the keywords must gather clues to be read)")
+        if self.sounding_patches and self.hierarchy == "high":
+            raise ConfigError("sounding_patches needs the low level (hierarchy 'both' or 'low'): it adds to the patch tokens")
         for name, choices in self._CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")

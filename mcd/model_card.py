@@ -31,6 +31,7 @@ EXTENSIONS = {
     "object_readout": "the pooled question adds the keywords' clues, one map per slot",
     "question_blocks": "self-attention over the clue-attached question before pooling",
     "hops": "the aggregators run again with the clue-attached question",
+    "sounding_patches": "each patch token carries how its content matches the sound of its segment",
 }
 
 

@@ -319,6 +319,7 @@ ABLATIONS = [
     {"hops": 2}, {"hops": 3, "shared_aggregator": False}, {"hops": 2, "hierarchy": "high", "text_objects": "none"},
     {"object_clues": True}, {"object_clues": True, "clue_gate": True, "hierarchy": "low"},
     {"object_clues": True, "text_objects": "none"}, {"object_clues": True, "object_readout": True, "hops": 2},
+    {"sounding_patches": True}, {"sounding_patches": True, "hierarchy": "low", "use_audio": False},
 ]
 
 
@@ -393,6 +394,27 @@ def test_second_hop_reads_the_clip_with_what_the_first_gathered():
         after = run(model, batch).clues["visual_low"]
         assert torch.allclose(before, after, atol=1e-6) is not moves
         torch.testing.assert_close(after.sum(dim=(1, 2)), torch.ones(2))
+
+
+def test_sounding_patches_let_the_sound_steer_where_the_question_looks():
+    """Without sounding patches (and no association) the patch tokens are vision only: changing the audio leaves
+    the spatial attention unchanged. With them, each patch carries its product with its own segment's audio, so
+    the same question looks elsewhere when the sound changes, and a patch's token moves only with its segment's
+    audio."""
+    for sounding, moves in ((False, False), (True, True)):
+        torch.manual_seed(0)
+        cfg = small_config(sounding_patches=sounding, n_blocks=0)
+        model = MCD(cfg).eval()
+        batch = make_batch(cfg, B=2)
+        before = run(model, batch).clues["visual_low"]
+        batch["audio"] = batch["audio"] + 3 * torch.randn_like(batch["audio"])
+        after = run(model, batch).clues["visual_low"]
+        assert torch.allclose(before, after, atol=1e-6) is not moves
+    patches, audio = torch.randn(1, 4, 3, 32), torch.randn(1, 4, 32)
+    ref = model.sounding(patches, audio)
+    audio[:, 2] += 1.0
+    moved = (model.sounding(patches, audio) - ref).abs().amax(dim=(0, 2, 3))
+    assert moved[2] > 0 and moved[[0, 1, 3]].max() == 0
 
 
 def test_object_clues_bind_slot_order_and_the_clip():
@@ -484,6 +506,7 @@ def test_config_json_round_trip(tmp_path):
     ({"hops": 0}, "hops must be >= 1"),
     ({"question_blocks": -1}, "question_blocks must be >= 0"),
     ({"object_readout": True}, "object_readout needs object_clues"),
+    ({"sounding_patches": True, "hierarchy": "high"}, "sounding_patches needs the low level"),
 ])
 def test_config_rejects_bad_values(data, message):
     with pytest.raises(ConfigError, match=message):

@@ -36,6 +36,28 @@ def object_slots(K: int, device: torch.device) -> torch.Tensor:
     return torch.arange(K, device=device).clamp_max(MAX_OBJECT_SLOTS - 1)
 
 
+class SoundingPatches(nn.Module):
+    """(W_v patch) ⊙ (W_a audio of the patch's segment), mapped back to d: how this patch's content sounds now.
+
+    Why (our extension; off = DESIGN §3): the patch tokens are the only place that knows *where* things are, but
+    they are built from vision alone, and the association stack sees patches pooled per frame. So "Where is the
+    first sounding instrument?" or "Is the instrument on the left louder ...?" must bind a position to a sound,
+    and one aggregation round queries patches with text only. A per-patch product with the same-time audio
+    feature is the spatial grounding map of audio-visual localisation (AVST's audio-guided visual attention) in
+    its plainest form: large where the instrument in the patch is the one sounding, scaled by how loud it is.
+    """
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.visual = nn.Linear(d, d)
+        self.audio = nn.Linear(d, d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, patches: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """patches [B,T,P,d], audio [B,T,d] (the projected unimodal features) -> [B,T,P,d]."""
+        return self.out(self.visual(patches) * self.audio(audio)[:, :, None])
+
+
 class MCDInputError(ValueError):
     """A forward input with the wrong shape, dtype or value; the message names the argument."""
 
@@ -82,6 +104,8 @@ class MCD(nn.Module):
         self.mod_a = nn.Parameter(torch.randn(d) * 0.02)
         if self.uses_low:
             self.pos_p = nn.Parameter(torch.randn(cfg.P, d) * 0.02)      # patch position (spatial clues)
+            if cfg.sounding_patches:
+                self.sounding = SoundingPatches(d)
         if self.uses_objects:
             self.object_kind = nn.Embedding(2, d)                        # keyword vs type word
             if cfg.object_clues:
@@ -149,7 +173,10 @@ class MCD(nn.Module):
         low_v = None
         if self.uses_low:
             f_vp = self.drop(self.visual_proj(visual))                            # [Bav,T,P,d]
-            low_v = (f_vp + self.mod_v + self.pos_t[:, None] + self.pos_p).reshape(-1, T * P, d)
+            low_v = f_vp + self.mod_v + self.pos_t[:, None] + self.pos_p
+            if cfg.sounding_patches:
+                low_v = low_v + self.drop(self.sounding(f_vp, f_a))
+            low_v = low_v.reshape(-1, T * P, d)
 
         # question and text objects
         f_q = self.drop(self.text_proj(question))                                 # [B,L,d]
