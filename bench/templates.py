@@ -54,10 +54,12 @@ def main() -> int:
         template = parse(r["question"]).template
         text = template.text.strip() if template else "(no template)"
         kind[text] = r["type"]
-        for part in ("all", ("repeated" if r["video_id"] in repeated else "distinct") if repeated is not None else None):
-            if part:
-                cells[text][part][0] += int(bool(r["correct"]))
-                cells[text][part][1] += 1
+        parts = ["all"]
+        if repeated is not None:
+            parts.append("repeated" if r["video_id"] in repeated else "distinct")
+        for part in parts:
+            cells[text][part][0] += int(bool(r["correct"]))
+            cells[text][part][1] += 1
     total = len(rows)
 
     def acc(cell: list[int]) -> str:
@@ -65,7 +67,8 @@ def main() -> int:
 
     split = repeated is not None
     print(f"{total} questions, overall {sum(int(bool(r['correct'])) for r in rows) / max(total, 1):.2%}\n")
-    print("| template | type | accuracy | points lost |" + (" distinct instruments | repeated instrument |" if split else ""))
+    header = "| template | type | accuracy | points lost |"
+    print(header + (" distinct instruments | repeated instrument |" if split else ""))
     print("|---|---|---|---|" + ("---|---|" if split else ""))
     order = sorted(cells, key=lambda t: cells[t]["all"][0] - cells[t]["all"][1])
     for text in order:

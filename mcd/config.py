@@ -111,7 +111,8 @@ class MCDConfig:
         if self.object_readout and not self.object_clues:
             raise ConfigError("object_readout needs object_clues (the keywords must gather clues to be read)")
         if self.sounding_patches and self.hierarchy == "high":
-            raise ConfigError("sounding_patches needs the low level (hierarchy 'both' or 'low'): it adds to the patch tokens")
+            raise ConfigError("sounding_patches needs the low level (hierarchy 'both' or 'low'): "
+                              "it adds to the patch tokens")
         for name, choices in self._CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
