@@ -98,7 +98,7 @@ def learn(recipe, variants: dict[str, dict], epochs: int, words: tuple[str, ...]
     va = [r for r in records[recipe.data.val_split] if template_matches(r.question, words)]
     print(f"questions whose template contains any of {list(words)}: {len(tr)} train, {len(va)} val\n")
     print("| variant | epoch | train acc | val acc | seconds |\n|---|---|---|---|---|")
-    per_template: dict[str, dict[str, float]] = {}
+    per_template: dict[str, dict[str, tuple[int, int]]] = {}
     for name, fields in variants.items():
         seed_everything(0)
         train_set, val_set = QADataset(tr, load, bank), QADataset(va, load, bank)
@@ -135,25 +135,17 @@ def learn(recipe, variants: dict[str, dict], epochs: int, words: tuple[str, ...]
     print("\nval accuracy per template, last epoch\n")
     names = list(variants)
     print("| template | n | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
-    for text, n in template_counts(va).items():
-        print(f"| {text} | {n} | " + " | ".join(f"{per_template[v][text]:.1%}" for v in names) + " |")
+    for text, (_, n) in per_template[names[0]].items():
+        print(f"| {text} | {n} | " + " | ".join(f"{per_template[v][text][0] / n:.1%}" for v in names) + " |")
 
 
-def template_counts(records) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in records:
-        text = parse(r.question).template.text
-        counts[text] = counts.get(text, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-def template_accuracy(records, hits: list[bool]) -> dict[str, float]:
-    """Accuracy per question template; `hits[i]` says whether `records[i]` was answered right."""
-    right: dict[str, int] = {}
+def template_accuracy(records, hits: list[bool]) -> dict[str, tuple[int, int]]:
+    """(right, asked) per question template, sorted by template; `hits[i]` says whether `records[i]` was right."""
+    cells: dict[str, tuple[int, int]] = {}
     for r, hit in zip(records, hits, strict=True):
-        text = parse(r.question).template.text
-        right[text] = right.get(text, 0) + int(hit)
-    return {text: right.get(text, 0) / n for text, n in template_counts(records).items()}
+        right, n = cells.get(text := parse(r.question).template.text, (0, 0))
+        cells[text] = (right + int(hit), n + 1)
+    return dict(sorted(cells.items()))
 
 
 def main() -> int:

@@ -381,17 +381,23 @@ def test_question_blocks_mix_tokens_and_only_real_ones():
     assert not torch.allclose(seen["out"][0, 1:], before[0, 1:])
 
 
+def spatial_attention_before_and_after_new_audio(**overrides):
+    """(model, visual_low clue, visual_low clue after the audio alone changed), with no association blocks, so
+    the audio can reach the spatial attention only through what `overrides` switches on."""
+    torch.manual_seed(0)
+    cfg = small_config(n_blocks=0, **overrides)
+    model = MCD(cfg).eval()
+    batch = make_batch(cfg, B=2)
+    before = run(model, batch).clues["visual_low"]
+    batch["audio"] = batch["audio"] + 3 * torch.randn_like(batch["audio"])
+    return model, before, run(model, batch).clues["visual_low"]
+
+
 def test_second_hop_reads_the_clip_with_what_the_first_gathered():
     """With hops=2 the second round's queries are the first round's f̂_q: changing only the audio changes what
     the second round's *visual* attention looks at. With one round, visual attention ignores the audio."""
     for hops, moves in ((1, False), (2, True)):
-        torch.manual_seed(0)
-        cfg = small_config(hops=hops, n_blocks=0)   # no association: audio reaches vision only through the hop
-        model = MCD(cfg).eval()
-        batch = make_batch(cfg, B=2)
-        before = run(model, batch).clues["visual_low"]
-        batch["audio"] = batch["audio"] + 3 * torch.randn_like(batch["audio"])
-        after = run(model, batch).clues["visual_low"]
+        _, before, after = spatial_attention_before_and_after_new_audio(hops=hops)
         assert torch.allclose(before, after, atol=1e-6) is not moves
         torch.testing.assert_close(after.sum(dim=(1, 2)), torch.ones(2))
 
@@ -402,13 +408,7 @@ def test_sounding_patches_let_the_sound_steer_where_the_question_looks():
     the same question looks elsewhere when the sound changes, and a patch's token moves only with its segment's
     audio."""
     for sounding, moves in ((False, False), (True, True)):
-        torch.manual_seed(0)
-        cfg = small_config(sounding_patches=sounding, n_blocks=0)
-        model = MCD(cfg).eval()
-        batch = make_batch(cfg, B=2)
-        before = run(model, batch).clues["visual_low"]
-        batch["audio"] = batch["audio"] + 3 * torch.randn_like(batch["audio"])
-        after = run(model, batch).clues["visual_low"]
+        model, before, after = spatial_attention_before_and_after_new_audio(sounding_patches=sounding)
         assert torch.allclose(before, after, atol=1e-6) is not moves
     patches, audio = torch.randn(1, 4, 3, 32), torch.randn(1, 4, 32)
     ref = model.sounding(patches, audio)
