@@ -53,6 +53,7 @@ class TrainSection:
     num_workers: int = 0
     head: str = "student"               # which head decides at evaluation ("teacher" = decision-level baseline)
     patience: int | None = None         # stop after this many epochs without a better val accuracy
+    mirror: bool = False                # see each training clip left-right mirrored in about half the epochs
 
 
 @dataclass

@@ -23,11 +23,12 @@ from mcd import ood
 from mcd.config import MCDConfig
 from mcd.data.dataset import QADataset, record_objects
 from mcd.data.features import FeatureCache
+from mcd.data.mirror import MirrorError, grid_side, mirror_record
 from mcd.data.music_avqa import load_annotations
 from mcd.data.text_bank import TextBank
 from mcd.inference import accuracy, prediction_rows
 from mcd.model.mcd import MCD
-from mcd.recipe import Recipe, load_recipe
+from mcd.recipe import Recipe, RecipeError, load_recipe
 
 
 def seed_everything(seed: int) -> None:
@@ -82,6 +83,8 @@ def build_data(recipe: Recipe, text_encoder, splits: tuple[str, ...]):
     else:
         raise ValueError(f"data.format must be 'cache' or 'released', not {recipe.data.format!r}")
     every = [r for rs in records.values() for r in rs]
+    if recipe.train.mirror:  # the mirrored training questions are asked too, so the bank must know them
+        every += [mirror_record(r) for r in records.get(recipe.data.train_split, [])]
     bank = TextBank(text_encoder, [r.question for r in every], [record_objects(r) for r in every])
     return records, loader, bank
 
@@ -113,6 +116,11 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
 
     config = MCDConfig.from_dict({**recipe.model, **feature_dims(load_features, train_set.records[0].video_id,
                                                                 encoders.text.dim)})
+    if cfg.mirror:
+        try:
+            grid_side(config.P)
+        except MirrorError as exc:
+            raise RecipeError(f"train.mirror: {exc}") from exc
     model = MCD(config)
     ddp_model = model
     if dist.enabled:
@@ -120,7 +128,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     train_loader = train_set.loader(cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
-                                    rank=dist.rank, world_size=dist.world_size)
+                                    rank=dist.rank, world_size=dist.world_size, mirror=cfg.mirror)
     val_loader = val_set.loader(cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
     total_steps = cfg.epochs * len(train_loader)
 
@@ -211,7 +219,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mcd.cli import CLIError
-    from mcd.recipe import RecipeError
 
     overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
     try:

@@ -100,3 +100,20 @@ def test_features_ready_needs_every_clip_from_the_same_encoders(quick_run):
     finally:
         meta.write_text(original)
     assert _features_ready(root, str(encoders), str(cache))
+
+
+def test_mirrored_training_runs_on_the_real_loop(quick_run):
+    """`train.mirror` through `mcd train`: the mirrored questions must be in the text bank (a lookup of a question
+    the bank never encoded fails), and the recipe that trained the checkpoint records the flag."""
+    import os
+    old = os.getcwd()
+    os.chdir(quick_run)
+    try:
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "train.mirror=true",
+                     "--set", "train.epochs=1", "--out", "runs/mirror"]) == 0
+    finally:
+        os.chdir(old)
+    log = [json.loads(line) for line in (quick_run / "runs/mirror/log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1] and log[0]["val_acc"] > 0
+    config = json.loads((quick_run / "runs/mirror/best/config.json").read_text())
+    assert config["provenance"]["recipe"]["train"]["mirror"] is True

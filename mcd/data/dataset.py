@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from mcd.data.mirror import mirror_record, mirror_visual
 from mcd.data.text_bank import TextBank, object_phrases
 from mcd.vocab import answer_to_index
 
@@ -47,15 +48,20 @@ class VideoGroupedBatches:
 
     With `world_size > 1` every rank builds the same shuffled batch list and keeps every `world_size`-th batch,
     dropping the tail so all ranks run the same number of steps (DDP would hang otherwise).
+
+    With `mirror`, each video is seen in a mirror (see mcd.data.mirror) in about half the epochs, drawn per
+    (seed, epoch, video) from its own generator, so the batches themselves are those of `mirror` off. The batch
+    then holds `(index, mirrored)` pairs instead of indices.
     """
 
     def __init__(self, records: Sequence, batch_size: int, shuffle: bool, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, mirror: bool = False):
         self.by_video: dict[str, list[int]] = {}
         for i, r in enumerate(records):
             self.by_video.setdefault(r.video_id, []).append(i)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.mirror = mirror
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -64,9 +70,14 @@ class VideoGroupedBatches:
         videos = sorted(self.by_video)
         if self.shuffle:
             random.Random(self.seed * 100_003 + self.epoch).shuffle(videos)
+        flips = random.Random(f"mirror-{self.seed}-{self.epoch}")
         batches, current = [], []
         for v in videos:
-            current.extend(self.by_video[v])
+            if self.mirror:
+                mirrored = flips.random() < 0.5
+                current.extend((i, mirrored) for i in self.by_video[v])
+            else:
+                current.extend(self.by_video[v])
             if len(current) >= self.batch_size:
                 batches.append(current)
                 current = []
@@ -99,12 +110,22 @@ class QADataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int | tuple[int, bool]):
+        """A record, or a `(record, mirrored)` pair for an `(index, mirrored)` item of a mirroring sampler."""
+        if isinstance(i, tuple):
+            return self.records[i[0]], bool(i[1])
         return self.records[i]
 
-    def collate(self, records: Sequence) -> Batch:
+    def collate(self, items: Sequence) -> Batch:
+        """Records (or `(record, mirrored)` pairs, whole videos at a time) -> one Batch."""
+        mirrored = {r.video_id for r, m in (x for x in items if isinstance(x, tuple)) if m}
+        records = [x[0] if isinstance(x, tuple) else x for x in items]
         video_ids = list(dict.fromkeys(r.video_id for r in records))
         feats = [self.load_features(v) for v in video_ids]
+        if mirrored:
+            feats = [{**f, "visual": mirror_visual(f["visual"])} if v in mirrored else f
+                     for v, f in zip(video_ids, feats)]
+            records = [mirror_record(r) if r.video_id in mirrored else r for r in records]
         slot = {v: i for i, v in enumerate(video_ids)}
         video_index = torch.tensor([slot[r.video_id] for r in records], dtype=torch.long)
         # each clip once: the model runs its audio-visual part per clip and indexes questions into it
@@ -117,7 +138,8 @@ class QADataset(torch.utils.data.Dataset):
                      video_index, [r.question_id for r in records])
 
     def loader(self, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0,
-               rank: int = 0, world_size: int = 1) -> torch.utils.data.DataLoader:
-        sampler = VideoGroupedBatches(self.records, batch_size, shuffle, seed, rank, world_size)
+               rank: int = 0, world_size: int = 1, mirror: bool = False) -> torch.utils.data.DataLoader:
+        """Video-grouped batches; `mirror` (training only) sees each clip in a mirror in about half the epochs."""
+        sampler = VideoGroupedBatches(self.records, batch_size, shuffle, seed, rank, world_size, mirror)
         return torch.utils.data.DataLoader(self, batch_sampler=sampler, collate_fn=self.collate,
                                            num_workers=num_workers, persistent_workers=num_workers > 0)
