@@ -5,6 +5,7 @@ requires it to beat the question-only baseline on a fresh test set by a clear ma
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -21,18 +22,13 @@ pytestmark = pytest.mark.slow
 def quick_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("quick")
     shutil.copy(ROOT / "configs" / "synth-quick.json", work / "synth-quick.json")
-    import os
-    old = os.getcwd()
-    os.chdir(work)
-    try:
+    with contextlib.chdir(work):
         assert main(["reproduce", "--config", "synth-quick.json", "--publish", "published"]) == 0
         # the question-only baseline on the same features, scored on the same fresh test clips
         assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "model.question_only=true",
                      "--out", "runs/question-only"]) == 0
         assert main(["evaluate", "--checkpoint", "runs/question-only/best", "--data", "data/synth-quick-fresh-test",
                      "--split", "test", "--report", "runs/question-only/report.json"]) == 0
-    finally:
-        os.chdir(old)
     return work
 
 
@@ -59,16 +55,10 @@ def test_published_checkpoint_has_card_and_metrics(quick_run):
 
 
 def test_resumed_reproduce_skips_finished_stages(quick_run, capsys):
-    import os
-    import json
     seconds_path = next(quick_run.glob("runs/*/stage-seconds.json"))
     before = json.loads(seconds_path.read_text())
-    old = os.getcwd()
-    os.chdir(quick_run)
-    try:
+    with contextlib.chdir(quick_run):
         assert main(["reproduce", "--config", "synth-quick.json"]) == 0
-    finally:
-        os.chdir(old)
     out = capsys.readouterr().out
     assert "== synth: already done, skipped" in out and "== pretrain-encoders: already done, skipped" in out
     # every clip is cached by the same encoders: extraction is skipped and keeps the time it measured doing the work
@@ -105,14 +95,9 @@ def test_features_ready_needs_every_clip_from_the_same_encoders(quick_run):
 def test_mirrored_training_runs_on_the_real_loop(quick_run):
     """`train.mirror` through `mcd train`: the mirrored questions must be in the text bank (a lookup of a question
     the bank never encoded fails), and the recipe that trained the checkpoint records the flag."""
-    import os
-    old = os.getcwd()
-    os.chdir(quick_run)
-    try:
+    with contextlib.chdir(quick_run):
         assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "train.mirror=true",
                      "--set", "train.epochs=1", "--out", "runs/mirror"]) == 0
-    finally:
-        os.chdir(old)
     log = [json.loads(line) for line in (quick_run / "runs/mirror/log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1] and log[0]["val_acc"] > 0
     config = json.loads((quick_run / "runs/mirror/best/config.json").read_text())

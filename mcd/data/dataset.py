@@ -118,8 +118,9 @@ class QADataset(torch.utils.data.Dataset):
 
     def collate(self, items: Sequence) -> Batch:
         """Records (or `(record, mirrored)` pairs, whole videos at a time) -> one Batch."""
-        mirrored = {r.video_id for r, m in (x for x in items if isinstance(x, tuple)) if m}
-        records = [x[0] if isinstance(x, tuple) else x for x in items]
+        pairs = [x if isinstance(x, tuple) else (x, False) for x in items]
+        records = [r for r, _ in pairs]
+        mirrored = {r.video_id for r, m in pairs if m}
         video_ids = list(dict.fromkeys(r.video_id for r in records))
         feats = [self.load_features(v) for v in video_ids]
         if mirrored:
