@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mcd.config import MCDConfig  # noqa: E402
 from mcd.data.dataset import QADataset  # noqa: E402
 from mcd.data.extract import load_encoders  # noqa: E402
+from mcd.data.grounding import GROUNDING_INSTRUMENTS, SceneGrounding  # noqa: E402
 from mcd.data.features import FeatureCache  # noqa: E402
 from mcd.data.music_avqa import load_annotations  # noqa: E402
 from mcd.encoders.labels import LabelSpace, audio_targets, read_scenes  # noqa: E402
@@ -101,8 +102,14 @@ def learn(recipe, variants: dict[str, dict], epochs: int, words: tuple[str, ...]
     per_template: dict[str, dict[str, tuple[int, int]]] = {}
     for name, fields in variants.items():
         seed_everything(0)
-        train_set, val_set = QADataset(tr, load, bank), QADataset(va, load, bank)
-        cfg = MCDConfig.from_dict({**recipe.model, **fields, **feature_dims(load, tr[0].video_id, encoders.text.dim)})
+        model_fields = {**recipe.model, **fields}
+        dims = feature_dims(load, tr[0].video_id, encoders.text.dim)
+        grounding = None
+        if model_fields.get("object_grounding"):
+            grounding = SceneGrounding.from_benchmark(recipe.data.root, dims["T"])
+            model_fields.setdefault("grounding_classes", len(GROUNDING_INSTRUMENTS))
+        train_set, val_set = QADataset(tr, load, bank, grounding), QADataset(va, load, bank)
+        cfg = MCDConfig.from_dict({**model_fields, **dims})
         model = MCD(cfg)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=recipe.train.weight_decay)
         train_loader = train_set.loader(recipe.train.batch_size, shuffle=True, seed=0)

@@ -72,6 +72,9 @@ class MCDConfig:
     object_clues: bool = False              # text objects gather their own clues and carry their slot order
     object_readout: bool = False            # the pooled question adds the keywords' clues, one map per slot
     sounding_patches: bool = False          # each patch token also carries (W patch) ⊙ (W audio of its segment)
+    object_grounding: bool = False          # training only: a head on each keyword's clue predicts its referent
+    grounding_classes: int = 0              # instrument classes of that head (set by training from the data)
+    lambda_grounding: float = 1.0
     # baselines: a removed modality is fed as zeros (same architecture, same harness)
     use_visual: bool = True
     use_audio: bool = True
@@ -105,11 +108,15 @@ class MCDConfig:
         for name in ("contrastive_temperature", "kd_temperature"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lambda_con", "lambda_kd", "lambda_logit_kd"):
+        for name in ("lambda_con", "lambda_kd", "lambda_logit_kd", "lambda_grounding"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.object_readout and not self.object_clues:
             raise ConfigError("object_readout needs object_clues (the keywords must gather clues to be read)")
+        if self.object_grounding and not self.object_clues:
+            raise ConfigError("object_grounding needs object_clues (the head reads the clue each keyword gathered)")
+        if self.object_grounding and self.grounding_classes < 1:
+            raise ConfigError(f"object_grounding needs grounding_classes >= 1, got {self.grounding_classes}")
         if self.sounding_patches and self.hierarchy == "high":
             raise ConfigError("sounding_patches needs the low level (hierarchy 'both' or 'low'): "
                               "it adds to the patch tokens")

@@ -32,6 +32,7 @@ EXTENSIONS = {
     "question_blocks": "self-attention over the clue-attached question before pooling",
     "hops": "the aggregators run again with the clue-attached question",
     "sounding_patches": "each patch token carries how its content matches the sound of its segment",
+    "object_grounding": "in training, each keyword's clue also predicts what the keyword points at in the scene",
 }
 
 

@@ -23,6 +23,7 @@ from mcd import ood
 from mcd.config import MCDConfig
 from mcd.data.dataset import QADataset, record_objects
 from mcd.data.features import FeatureCache
+from mcd.data.grounding import GROUNDING_INSTRUMENTS, GroundingError, SceneGrounding
 from mcd.data.mirror import MirrorError, grid_side, mirror_record
 from mcd.data.music_avqa import load_annotations
 from mcd.data.text_bank import TextBank
@@ -89,6 +90,24 @@ def build_data(recipe: Recipe, text_encoder, splits: tuple[str, ...]):
     return records, loader, bank
 
 
+def grounding_fields(recipe: Recipe) -> dict:
+    """The grounding head's class count, when the recipe switches object_grounding on."""
+    return {"grounding_classes": len(GROUNDING_INSTRUMENTS)} if recipe.model.get("object_grounding") else {}
+
+
+def scene_grounding(recipe: Recipe, load_features, video_id: str) -> SceneGrounding | None:
+    """The scene graphs that teach keywords their referents (model.object_grounding), else None."""
+    if not recipe.model.get("object_grounding"):
+        return None
+    if recipe.train.mirror:
+        raise RecipeError("model.object_grounding and train.mirror cannot be combined: the scene graphs "
+                          "describe the clips unmirrored")
+    try:
+        return SceneGrounding.from_benchmark(recipe.data.root, load_features(video_id)["visual"].shape[0])
+    except GroundingError as exc:
+        raise RecipeError(f"model.object_grounding: {exc}") from None
+
+
 def feature_dims(load_features, video_id: str, text_dim: int) -> dict:
     """Feature widths and T read off one cached video, so the model always matches its data (released MUSIC-AVQA
     features and our encoders differ in width)."""
@@ -110,12 +129,14 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
         out.mkdir(parents=True, exist_ok=True)
     encoders = load_encoders(recipe.encoders)
     records, load_features, bank = build_data(recipe, encoders.text, (recipe.data.train_split, recipe.data.val_split))
-    train_set = QADataset(records[recipe.data.train_split], load_features, bank)
+    grounding = scene_grounding(recipe, load_features, records[recipe.data.train_split][0].video_id)
+    train_set = QADataset(records[recipe.data.train_split], load_features, bank, grounding)
     val_set = QADataset(records[recipe.data.val_split], load_features, bank)
     val_answers = {r.question_id: r.answer for r in val_set.records}
 
-    config = MCDConfig.from_dict({**recipe.model, **feature_dims(load_features, train_set.records[0].video_id,
-                                                                encoders.text.dim)})
+    config = MCDConfig.from_dict({**grounding_fields(recipe),
+                                  **recipe.model, **feature_dims(load_features, train_set.records[0].video_id,
+                                                                 encoders.text.dim)})
     if cfg.mirror:
         try:
             grid_side(config.P)

@@ -13,6 +13,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from mcd.data.mirror import mirror_record, mirror_visual
+from mcd.model.grounding import GroundingTargets
 from mcd.data.text_bank import TextBank, object_phrases
 from mcd.vocab import answer_to_index
 
@@ -31,11 +32,15 @@ class Batch:
     labels: torch.Tensor          # [B]
     video_index: torch.Tensor     # [B], the clip row of each question
     question_ids: list[int]
+    grounding: GroundingTargets | None = None   # what each keyword points at (training with object_grounding)
 
-    def model_inputs(self) -> dict[str, torch.Tensor]:
-        return dict(visual=self.visual, audio=self.audio, question=self.question, question_mask=self.question_mask,
-                    objects=self.objects, objects_mask=self.objects_mask, objects_kind=self.objects_kind,
-                    labels=self.labels, video_index=self.video_index)
+    def model_inputs(self) -> dict:
+        inputs = dict(visual=self.visual, audio=self.audio, question=self.question, question_mask=self.question_mask,
+                      objects=self.objects, objects_mask=self.objects_mask, objects_kind=self.objects_kind,
+                      labels=self.labels, video_index=self.video_index)
+        if self.grounding is not None:
+            inputs["grounding"] = self.grounding
+        return inputs
 
 
 def record_objects(record) -> tuple[list[str], list[int]]:
@@ -99,13 +104,16 @@ class QADataset(torch.utils.data.Dataset):
     """Indexable records; `collate` turns a list of indices' items into a `Batch`.
 
     `load_features(video_id) -> {"visual": [T,P,Dv], "audio": [T,Da]}` is a FeatureCache.load or a reader of the
-    released MUSIC-AVQA features; `text_bank` holds the encoded questions and objects.
+    released MUSIC-AVQA features; `text_bank` holds the encoded questions and objects; `grounding` (a
+    mcd.data.grounding.SceneGrounding, training with object_grounding) adds what each keyword points at.
     """
 
-    def __init__(self, records: Sequence, load_features: Callable[[str], dict], text_bank: TextBank):
+    def __init__(self, records: Sequence, load_features: Callable[[str], dict], text_bank: TextBank,
+                 grounding=None):
         self.records = list(records)
         self.load_features = load_features
         self.text_bank = text_bank
+        self.grounding = grounding
 
     def __len__(self) -> int:
         return len(self.records)
@@ -135,8 +143,12 @@ class QADataset(torch.utils.data.Dataset):
         question, question_mask = self.text_bank.questions([r.question for r in records])
         objects, objects_mask, objects_kind = self.text_bank.objects([record_objects(r) for r in records])
         labels = torch.tensor([answer_to_index(r.answer) for r in records], dtype=torch.long)
+        grounding = None
+        if self.grounding is not None:
+            grounding = self.grounding.targets([r.video_id for r in records], [r.keywords for r in records],
+                                               objects.shape[1])
         return Batch(visual, audio, question, question_mask, objects, objects_mask, objects_kind, labels,
-                     video_index, [r.question_id for r in records])
+                     video_index, [r.question_id for r in records], grounding)
 
     def loader(self, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0,
                rank: int = 0, world_size: int = 1, mirror: bool = False) -> torch.utils.data.DataLoader:

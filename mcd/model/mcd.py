@@ -25,6 +25,7 @@ from mcd.config import MCDConfig
 from mcd.model.aggregator import Aggregator, BranchOutput, QuestionBlocks, masked_token_mean
 from mcd.model.approximation import SemanticApproximation, distillation_loss, logit_distillation_loss
 from mcd.model.association import Association, MultiHeadAttention, info_nce
+from mcd.model.grounding import GroundingHead, GroundingTargets, grounding_loss
 from mcd.model.heads import PredictionHeader, TeacherHead
 
 KEYWORD, TYPE_WORD = 0, 1   # values of `objects_kind`
@@ -113,6 +114,8 @@ class MCD(nn.Module):
                 if cfg.object_readout:
                     # one map per keyword slot, so "X than Y" can be read as clue(X) - clue(Y)
                     self.object_readout = nn.Parameter(torch.randn(MAX_OBJECT_SLOTS, 2 * d, d) / math.sqrt(2 * d))
+                if cfg.object_grounding:
+                    self.grounding = GroundingHead(d, cfg.grounding_classes, cfg.T)
 
         self.association = Association(d, cfg.n_heads, cfg.n_blocks, cfg.ffn_mult, cfg.dropout,
                                        cfg.association_residual)
@@ -142,11 +145,13 @@ class MCD(nn.Module):
     def forward(self, visual: torch.Tensor, audio: torch.Tensor, question: torch.Tensor,
                 question_mask: torch.Tensor | None = None, objects: torch.Tensor | None = None,
                 objects_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                video_index: torch.Tensor | None = None, objects_kind: torch.Tensor | None = None) -> MCDOutput:
+                video_index: torch.Tensor | None = None, objects_kind: torch.Tensor | None = None,
+                grounding: GroundingTargets | None = None) -> MCDOutput:
         """visual [B|1,T,P,Dv], audio [B|1,T,Da], question [B,L,Dt], question_mask [B,L] (True = real token;
         None = all real), objects [B,K,Dt] with objects_mask [B,K] and objects_kind [B,K] (0 keyword,
         1 type word; None = all keywords), labels [B] answer indices, video_index [B] (equal = same clip;
-        None = every row its own clip, or one clip when visual/audio are shared).
+        None = every row its own clip, or one clip when visual/audio are shared), grounding: what each keyword
+        points at (training with `object_grounding`; adds losses["grounding"] when labels are given too).
         """
         cfg = self.config
         q_mask, objects, o_mask, o_kind, av_shared = self._check_inputs(
@@ -214,6 +219,13 @@ class MCD(nn.Module):
             if video_index is None and av_shared:
                 video_index = torch.zeros(B, dtype=torch.long, device=question.device)
             self._add_losses(out, labels, video_index, hat_v, hat_a, B, per_clip=clip_index is not None)
+            if grounding is not None and cfg.object_grounding and br_v.object_clues is not None:
+                if tuple(grounding.position.shape) != tuple(o_mask.shape):
+                    raise MCDInputError(f"grounding targets must be [B, K] = {tuple(o_mask.shape)}, "
+                                        f"got {tuple(grounding.position.shape)}")
+                out.losses["grounding"] = grounding_loss(self.grounding, br_v.object_clues, br_a.object_clues,
+                                                         grounding)
+                out.loss = out.loss + cfg.lambda_grounding * out.losses["grounding"]
         return out
 
     def _read_objects(self, clue_v: torch.Tensor, clue_a: torch.Tensor, o_mask: torch.Tensor,

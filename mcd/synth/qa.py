@@ -138,6 +138,37 @@ def _position(src: Source | None) -> str | None:
     return src.position if isinstance(src, Player) else None
 
 
+def keyword_referent(scene: Scene, word: str) -> Source | None:
+    """The one source a template keyword names on its own in this scene, by the answer functions' own rules.
+
+    An instrument names its only source ("violin"; None when two violins play), a position its player ("left",
+    "leftest"), an order word the source that comes in at that place ("first", "third", "last"; None when the
+    entries are too close to tell), "loudest"/"lowest" the source clearly louder/quieter than the others. Words
+    that relate two things ("before", "after") name nothing alone. Used to teach keywords what they point at
+    (mcd.data.grounding).
+    """
+    if word in SYNTH_INSTRUMENTS:
+        return _unique(scene.sources, word)
+    if word in POSITIONS:
+        return scene.player_at(word)
+    if word in ("leftest", "rightest"):
+        if len(scene.players) < 2:
+            return None
+        return scene.players[0] if word == "leftest" else scene.players[-1]
+    if word == "last":
+        return _first_last(scene, word)
+    if word in SLOT_DOMAINS["<TH>"]:
+        return _nth_entry(scene, SLOT_DOMAINS["<TH>"].index(word))
+    if word in ("loudest", "lowest"):
+        order = sorted(_sounding(scene), key=lambda x: x.loudness, reverse=(word == "loudest"))
+        if not order or (word == "lowest" and len(order) < 2):
+            return None
+        if len(order) >= 2 and abs(order[0].loudness - order[1].loudness) < LOUDNESS_MARGIN:
+            return None
+        return order[0]
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ answer functions
 # One per template, in template order. Each takes the scene and the slot values, returns an answer or None.
 
@@ -172,9 +203,8 @@ def _t_beside(s: Scene, v: Values) -> Answer:
     return n.instrument if n is not None else None
 def _t_where_performance(s: Scene, v: Values) -> Answer: return s.background
 def _t_leftest(s: Scene, v: Values) -> Answer:
-    if len(s.players) < 2:
-        return None
-    return (s.players[0] if v[0] == "leftest" else s.players[-1]).instrument
+    src = keyword_referent(s, v[0])
+    return src.instrument if src is not None else None
 def _t_what_instrument(s: Scene, v: Values) -> Answer:
     kinds = {p.instrument for p in s.players}
     return kinds.pop() if len(kinds) == 1 else None
@@ -200,13 +230,7 @@ def _t_same_time(s: Scene, v: Values) -> Answer:
         return None
     kinds = {x.instrument for x, ov in others if ov >= OVERLAP_MIN}
     return kinds.pop() if len(kinds) == 1 else None
-def _t_loudest(s: Scene, v: Values) -> Answer:
-    order = sorted(_sounding(s), key=lambda x: x.loudness, reverse=(v[0] == "loudest"))
-    if v[0] == "lowest" and len(order) < 2:
-        return None
-    if len(order) >= 2 and abs(order[0].loudness - order[1].loudness) < LOUDNESS_MARGIN:
-        return None
-    return _position(order[0]) if order else None
+def _t_loudest(s: Scene, v: Values) -> Answer: return _position(keyword_referent(s, v[0]))
 def _t_first_from(s: Scene, v: Values) -> Answer:
     src, player = _first_last(s, v[0]), s.player_at(v[1])
     return _yn(src is player) if src is not None and player is not None else None

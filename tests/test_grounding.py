@@ -1,0 +1,172 @@
+"""Keyword grounding (model.object_grounding): what each keyword points at, the targets, the head's loss, the recipe.
+
+The referents are checked against the synthetic world itself: for sampled scenes, every question whose answer is
+"where is X" or "what is X" must be answered by the position or instrument of X's referent.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mcd.config import ConfigError, MCDConfig
+from mcd.data.grounding import GROUNDING_INSTRUMENTS, GroundingError, SceneGrounding
+from mcd.model import MCD
+from mcd.model.grounding import (GROUNDING_POSITIONS, GROUNDING_SCALARS, IGNORE, GroundingHead, GroundingTargets,
+                                 grounding_loss)
+from mcd.model.mcd import MCDInputError
+from mcd.synth.qa import candidates, keyword_referent
+from mcd.synth.scene import Player, Scene, Source, sample_scene
+from tests.test_model import make_batch, small_config
+
+# which slot value of which template names the thing whose position / instrument is the answer
+WHERE = {"Where is the <FL> sounding instrument?": 0, "Where is the <LL> instrument?": 0}
+WHAT = {"What is the <TH> instrument that comes in?": 0, "What kind of instrument is the <LRer> instrument? ": 0}
+
+
+def player(instrument: str, position: str, intervals, loudness: float = 0.6, rate: float = 2.0) -> Player:
+    return Player(instrument, loudness, rate, 60, list(intervals), position=position, bbox=(0, 0, 10, 10))
+
+
+# violin left (enters 2.5 s, loud), two pianos, the right one silent; a trumpet off screen from 6 s
+SCENE = Scene("hand", "indoor", [player("violin", "left", [(2.5, 10.0)], loudness=0.9, rate=4.0),
+                                 player("piano", "middle", [(0.0, 10.0)], loudness=0.3, rate=1.0),
+                                 player("piano", "right", [])],
+              offscreen=Source("trumpet", 0.5, 2.0, 70, [(6.0, 9.0)])).validate()
+
+
+def test_referents_answer_the_generators_own_questions():
+    """keyword_referent is the sense the answers use: on 200 sampled scenes, every "where is the first / loudest"
+    answer is its referent's position and every "what is the third / leftest" answer its referent's instrument."""
+    checked = 0
+    for i in range(200):
+        scene = sample_scene(7, i)
+        for qas in candidates(scene).values():
+            for qa in qas:
+                text = qa.template.text
+                if text in WHERE:
+                    assert keyword_referent(scene, qa.values[WHERE[text]]).position == qa.answer
+                elif text in WHAT:
+                    assert keyword_referent(scene, qa.values[WHAT[text]]).instrument == qa.answer
+                else:
+                    continue
+                checked += 1
+    assert checked > 300
+
+
+def test_referents_of_a_hand_built_scene():
+    ref = {w: keyword_referent(SCENE, w) for w in ("left", "right", "leftest", "rightest", "violin", "piano",
+                                                   "trumpet", "flute", "first", "second", "third", "last",
+                                                   "loudest", "lowest", "before")}
+    assert ref["left"] is ref["leftest"] is ref["violin"] is SCENE.players[0]
+    assert ref["right"] is ref["rightest"] is SCENE.players[2]
+    assert ref["piano"] is None            # two pianos: ambiguous
+    assert ref["flute"] is None            # not in the clip
+    assert ref["trumpet"] is SCENE.offscreen
+    assert ref["first"] is SCENE.players[1] and ref["second"] is SCENE.players[0]
+    assert ref["third"] is ref["last"] is SCENE.offscreen
+    assert ref["loudest"] is SCENE.players[0]
+    assert ref["lowest"] is SCENE.players[1]  # the sounding piano, 0.2 below the trumpet
+    assert ref["before"] is None
+
+
+def test_targets_line_up_with_the_object_slots():
+    g = SceneGrounding([SCENE], T=10)
+    t = g.targets(["hand", "hand"], [["violin", "right", "piano"], ["flute", "before"]], K=5)
+    assert t.position.shape == (2, 5) and t.scalars.shape == (2, 5, len(GROUNDING_SCALARS))
+    assert t.has_referent.tolist() == [[True, True, False, False, False], [True, False, False, False, False]]
+    assert t.instrument[0, 0] == GROUNDING_INSTRUMENTS.index("violin")
+    assert t.position[0, :2].tolist() == [GROUNDING_POSITIONS.index("left"), GROUNDING_POSITIONS.index("right")]
+    # violin: 2.5-10 s -> segment 2 half, then full
+    assert t.segments[0, 0].tolist() == [0.0, 0.0, 0.5] + [1.0] * 7
+    assert t.scalars[0, 0].tolist() == pytest.approx([0.9, torch.tensor(4.0).log().item(), 0.25, 0.75])
+    assert t.sounds[0, :2].tolist() == [1.0, 0.0]      # the right piano never sounds
+    # an instrument named but not in the clip: absent, silent, its own class
+    assert t.position[1, 0] == GROUNDING_POSITIONS.index("absent")
+    assert t.instrument[1, 0] == GROUNDING_INSTRUMENTS.index("flute") and t.sounds[1, 0] == 0
+    assert t.segments[1, 0].sum() == 0 and bool((t.instrument[:, 2:] == IGNORE).all())
+
+
+def test_targets_name_missing_clips_and_scenes(tmp_path):
+    with pytest.raises(GroundingError, match="nope has no scene graph"):
+        SceneGrounding([SCENE], T=10).targets(["nope"], [["left"]], K=1)
+    with pytest.raises(GroundingError, match="MUSIC-AVQA has none"):
+        SceneGrounding.from_benchmark(tmp_path, T=10)
+    (tmp_path / "scenes.jsonl").write_text('{"video_id": "x"}\n')
+    with pytest.raises(GroundingError, match="malformed"):
+        SceneGrounding.from_benchmark(tmp_path, T=10)
+
+
+def targets_for(cfg: MCDConfig, B: int, K: int, seed: int = 0) -> GroundingTargets:
+    g = torch.Generator().manual_seed(seed)
+    position = torch.randint(0, len(GROUNDING_POSITIONS), (B, K), generator=g)
+    position[:, -1] = IGNORE
+    instrument = torch.randint(0, cfg.grounding_classes, (B, K), generator=g).masked_fill(position == IGNORE, IGNORE)
+    return GroundingTargets(instrument, position, torch.rand(B, K, len(GROUNDING_SCALARS), generator=g),
+                            torch.rand(B, K, cfg.T, generator=g), (torch.rand(B, K, generator=g) > 0.5).float())
+
+
+def test_model_adds_the_grounding_loss_only_with_targets_and_the_flag():
+    cfg = small_config(object_clues=True, object_grounding=True, grounding_classes=5)
+    torch.manual_seed(0)
+    model = MCD(cfg)
+    inputs = make_batch(cfg)
+    K = inputs["objects"].shape[1]
+    plain = model(**inputs)
+    assert "grounding" not in plain.losses
+    out = model(**inputs, grounding=targets_for(cfg, 4, K))
+    assert out.losses["grounding"] > 0
+    assert torch.allclose(out.loss, plain.loss + cfg.lambda_grounding * out.losses["grounding"])
+    out.loss.backward()
+    assert model.grounding.proj.weight.grad.abs().sum() > 0
+    with pytest.raises(MCDInputError, match="grounding targets must be"):
+        model(**inputs, grounding=targets_for(cfg, 4, K + 1))
+
+
+def test_grounding_head_learns_and_ignores_keywords_without_referent():
+    torch.manual_seed(0)
+    head = GroundingHead(8, classes=3, T=4)
+    clue_v, clue_a = torch.randn(16, 2, 8), torch.randn(16, 2, 8)
+    t = GroundingTargets(torch.randint(0, 3, (16, 2)), torch.randint(0, 5, (16, 2)), torch.rand(16, 2, 4),
+                         torch.rand(16, 2, 4), torch.ones(16, 2))
+    t.position[:, 1] = IGNORE
+    before = grounding_loss(head, clue_v, clue_a, t)
+    # what a keyword without referent holds has no say
+    assert torch.allclose(grounding_loss(head, clue_v, clue_a.index_fill(1, torch.tensor([1]), 9.0), t), before)
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(200):
+        opt.zero_grad()
+        grounding_loss(head, clue_v, clue_a, t).backward()
+        opt.step()
+    assert grounding_loss(head, clue_v, clue_a, t) < 0.5 * before
+    none = GroundingTargets(*(torch.full_like(x, IGNORE) if x.dtype == torch.long else x
+                              for x in (t.instrument, t.position, t.scalars, t.segments, t.sounds)))
+    zero = grounding_loss(head, clue_v.requires_grad_(), clue_a, none)
+    assert zero.item() == 0.0 and zero.requires_grad
+
+
+def test_config_needs_object_clues_and_classes():
+    with pytest.raises(ConfigError, match="needs object_clues"):
+        small_config(object_grounding=True, grounding_classes=3)
+    with pytest.raises(ConfigError, match="grounding_classes"):
+        small_config(object_clues=True, object_grounding=True)
+
+
+def test_train_refuses_grounding_without_scenes_or_with_mirror(tmp_path):
+    from mcd.recipe import Recipe, RecipeError
+    from mcd.train import scene_grounding
+
+    def recipe(mirror: bool) -> Recipe:
+        return Recipe.from_dict({"name": "g", "data": {"root": str(tmp_path), "features": str(tmp_path)},
+                                 "encoders": str(tmp_path), "out": str(tmp_path / "out"),
+                                 "model": {"object_clues": True, "object_grounding": True},
+                                 "train": {"mirror": mirror}})
+
+    load = lambda v: {"visual": torch.zeros(10, 49, 4)}
+    with pytest.raises(RecipeError, match="scenes.jsonl does not exist"):
+        scene_grounding(recipe(False), load, "v")
+    with pytest.raises(RecipeError, match="cannot be combined"):
+        scene_grounding(recipe(True), load, "v")
+    (tmp_path / "scenes.jsonl").write_text(json.dumps(SCENE.to_dict()) + "\n")
+    assert scene_grounding(recipe(False), load, "v").scenes["hand"].players[0].instrument == "violin"
