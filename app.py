@@ -192,7 +192,20 @@ def question_header(index: int, r) -> str:
     return (f"**Question {index + 1}:** {r.question}  \n"
             f"Answer **{r.answer}** ({r.confidence:.1%}); the teacher {agree} ({r.teacher_answer}, "
             f"{r.teacher_confidence:.1%}). Type {r.type}; keywords {', '.join(r.keywords) or 'none'}; "
-            f"cos(z_q, z_v) = {r.cos_q_v:.2f}, cos(z_q, z_a) = {r.cos_q_a:.2f}.{note}")
+            f"cos(z_q, z_v) = {r.cos_q_v:.2f}, cos(z_q, z_a) = {r.cos_q_a:.2f}.{note}{referent_line(r)}")
+
+
+def referent_line(r) -> str:
+    """What the checkpoint's grounding head says each keyword points at (checkpoints with object_grounding)."""
+    if not getattr(r, "referents", None):
+        return ""
+    parts = []
+    for word, ref in r.referents.items():
+        where = {"offscreen": "off screen", "absent": "not in the clip"}.get(ref["position"], f"on the {ref['position']}")
+        heard = f"sounds ({ref['sounds_p']:.0%})" if ref["sounds_p"] >= 0.5 else f"silent ({1 - ref['sounds_p']:.0%})"
+        parts.append(f"*{word}* → {ref['instrument'].replace('_', ' ')} ({ref['instrument_p']:.0%}), {where} "
+                     f"({ref['position_p']:.0%}), {heard}")
+    return "  \nKeywords point at: " + "; ".join(parts) + "."
 
 
 def display_frames(frames: np.ndarray) -> np.ndarray:

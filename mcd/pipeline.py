@@ -12,15 +12,17 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from mcd import media, ood
 from mcd.checkpoint import load_checkpoint
+from mcd.data.grounding import GROUNDING_INSTRUMENTS
 from mcd.data.text_bank import TextBank, object_phrases
 from mcd.encoders.encoder_set import EncoderSet
+from mcd.model.grounding import GROUNDING_POSITIONS
 from mcd.questions import LEXICON, TEMPLATES, EmptyQuestionError, parse
 from mcd.vocab import ANSWERS
 
@@ -63,6 +65,7 @@ class QuestionResult:
     teacher_probs: np.ndarray          # [C]
     objects: list[str]
     clues: dict[str, np.ndarray]       # association [2T,2T], visual_low [T,P], audio_low [T], visual_high [T], ...
+    referents: dict[str, dict] = field(default_factory=dict)   # keyword -> what it points at (object_grounding)
 
     def summary(self, timestamps: np.ndarray, k: int = 3) -> dict:
         """JSON-ready: everything but the arrays, plus the most attended seconds."""
@@ -79,7 +82,17 @@ class QuestionResult:
             "clues": {"audio_seconds": top_seconds(self.clues["audio_high"]),
                       "visual_seconds": top_seconds(visual_t),
                       "objects": {o: round(float(w), 4) for o, w in zip(self.objects, self.clues["objects"])}},
+            **({"referents": self.referent_summary(timestamps)} if self.referents else {}),
         }
+
+    def referent_summary(self, timestamps: np.ndarray) -> dict[str, dict]:
+        """keyword -> its predicted referent, JSON-ready: the per-segment probabilities become the seconds in
+        which it is predicted to sound (probability > 0.5)."""
+        return {word: {"instrument": r["instrument"], "instrument_p": round(r["instrument_p"], 4),
+                       "position": r["position"], "position_p": round(r["position_p"], 4),
+                       "sounds_p": round(r["sounds_p"], 4),
+                       "sounding_seconds": [round(float(t), 2) for t in timestamps[r["segments"] > 0.5]]}
+                for word, r in self.referents.items()}
 
 
 @dataclass
@@ -113,6 +126,24 @@ class QuestionText:
     objects_mask: torch.Tensor    # [N,K]
     objects_kind: torch.Tensor    # [N,K]
     phrases: list[list[str]]      # each question's text objects, in order
+
+
+def describe_referents(keywords: Sequence[str], read: dict[str, np.ndarray]) -> dict[str, dict]:
+    """keyword -> what the grounding head says it points at: the likeliest instrument and position with their
+    probabilities, the probability that it sounds, and per segment the probability that it sounds then.
+
+    `read` holds one question's GroundingHead.read arrays ([K,...]); keywords are the first objects, in order.
+    Empty for checkpoints trained without object_grounding.
+    """
+    if not read:
+        return {}
+    out = {}
+    for j, word in enumerate(keywords):
+        inst, pos = read["instrument"][j], read["position"][j]
+        out[word] = {"instrument": GROUNDING_INSTRUMENTS[int(inst.argmax())], "instrument_p": float(inst.max()),
+                     "position": GROUNDING_POSITIONS[int(pos.argmax())], "position_p": float(pos.max()),
+                     "sounds_p": float(read["sounds"][j]), "segments": read["segments"][j]}
+    return out
 
 
 def split_questions(text_or_list: str | list[str], limit: int = MAX_QUESTIONS) -> list[str]:
@@ -250,6 +281,7 @@ class Pipeline:
         cos_v = torch.nn.functional.cosine_similarity(out.z_q, out.z_v, dim=-1).numpy()
         cos_a = torch.nn.functional.cosine_similarity(out.z_q, out.z_a, dim=-1).numpy()
         clues = {name: t.float().numpy() for name, t in out.clues.items()}
+        referents = {name: t.float().numpy() for name, t in out.referents.items()}
         results = []
         for i, p in enumerate(parsed):
             order = np.argsort(-student[i])[:5]
@@ -264,5 +296,6 @@ class Pipeline:
                 teacher_answer=ANSWERS[t_best], teacher_confidence=float(teacher[i, t_best]),
                 agree=s_best == t_best, js_divergence=js_divergence(student[i], teacher[i]),
                 cos_q_v=float(cos_v[i]), cos_q_a=float(cos_a[i]),
-                student_probs=student[i], teacher_probs=teacher[i], objects=text.phrases[i], clues=q_clues))
+                student_probs=student[i], teacher_probs=teacher[i], objects=text.phrases[i], clues=q_clues,
+                referents=describe_referents(p.keywords, {k: v[i] for k, v in referents.items()})))
         return results

@@ -436,3 +436,18 @@ def test_clip_panel_wording():
     assert len(app.clip_warnings(summary)) == 2
     summary.update(has_audio=True, ood_score=1.0, out_of_domain=False)
     assert "In domain" in app.clip_markdown(summary, threshold=2.0) and app.clip_warnings(summary) == []
+
+
+def test_question_header_says_what_the_keywords_point_at():
+    base = dict(question="Where is the first sounding instrument?", answer="left", confidence=0.9, agree=True,
+                teacher_answer="left", teacher_confidence=0.8, type="Audio-Visual/Temporal", keywords=["first"],
+                cos_q_v=0.1, cos_q_a=0.2, note=None)
+    assert "point at" not in app.question_header(0, SimpleNamespace(**base, referents={}))
+    r = SimpleNamespace(**base, referents={
+        "first": {"instrument": "acoustic_guitar", "instrument_p": 0.81, "position": "left", "position_p": 0.9,
+                  "sounds_p": 0.97},
+        "flute": {"instrument": "flute", "instrument_p": 0.99, "position": "absent", "position_p": 0.7,
+                  "sounds_p": 0.2}})
+    line = app.question_header(0, r).split("\n")[-1]
+    assert line == ("Keywords point at: *first* → acoustic guitar (81%), on the left (90%), sounds (97%); "
+                    "*flute* → flute (99%), not in the clip (70%), silent (80%).")

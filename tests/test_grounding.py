@@ -170,3 +170,31 @@ def test_train_refuses_grounding_without_scenes_or_with_mirror(tmp_path):
         scene_grounding(recipe(True), load, "v")
     (tmp_path / "scenes.jsonl").write_text(json.dumps(SCENE.to_dict()) + "\n")
     assert scene_grounding(recipe(False), load, "v").scenes["hand"].players[0].instrument == "violin"
+
+
+def test_answers_carry_what_each_keyword_points_at():
+    """With object_grounding the forward also reads the head (probabilities), and the pipeline names the likeliest
+    instrument and position per keyword; without it there is nothing to read."""
+    from mcd.pipeline import describe_referents
+
+    cfg = small_config(object_clues=True, object_grounding=True, grounding_classes=len(GROUNDING_INSTRUMENTS))
+    torch.manual_seed(0)
+    inputs = make_batch(cfg, labels=False)
+    read = MCD(cfg).eval()(**inputs).referents
+    B, K = inputs["objects"].shape[:2]
+    assert read["instrument"].shape == (B, K, len(GROUNDING_INSTRUMENTS)) and read["segments"].shape == (B, K, cfg.T)
+    assert torch.allclose(read["position"].sum(-1), torch.ones(B, K))
+    assert bool(((read["sounds"] > 0) & (read["sounds"] < 1)).all())
+    assert MCD(small_config(object_clues=True)).eval()(**inputs).referents == {}
+
+    inst = torch.zeros(2, len(GROUNDING_INSTRUMENTS))
+    inst[0, GROUNDING_INSTRUMENTS.index("flute")] = inst[1, GROUNDING_INSTRUMENTS.index("drum")] = 1.0
+    pos = torch.tensor([[0.1, 0.7, 0.1, 0.05, 0.05], [0.0, 0.0, 0.0, 0.0, 1.0]])
+    seg = torch.tensor([[0.9, 0.2, 0.6, 0.1], [0.0, 0.0, 0.0, 0.0]])
+    got = describe_referents(["middle", "drum"], {"instrument": inst.numpy(), "position": pos.numpy(),
+                                                  "sounds": torch.tensor([0.8, 0.1]).numpy(), "segments": seg.numpy(),
+                                                  "scalars": torch.zeros(2, 4).numpy()})
+    assert [got["middle"]["instrument"], got["middle"]["position"], got["drum"]["position"]] == \
+        ["flute", "middle", "absent"]
+    assert got["middle"]["position_p"] == pytest.approx(0.7) and got["drum"]["sounds_p"] == pytest.approx(0.1)
+    assert describe_referents(["left"], {}) == {}

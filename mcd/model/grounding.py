@@ -59,6 +59,14 @@ class GroundingHead(nn.Module):
         """[B,K,d] x2 -> (instrument, position, scalars, segment, sounds) logits/values, each [B,K,n]."""
         return self.proj(torch.cat([clue_v, clue_a], dim=-1)).split(self.sizes, dim=-1)
 
+    def read(self, clue_v: torch.Tensor, clue_a: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What each keyword is predicted to point at, as probabilities (the demo's "keywords point at" line):
+        instrument [B,K,C] and position [B,K,5] distributions, sounds [B,K] and segments [B,K,T] sigmoids,
+        scalars [B,K,S] as regressed."""
+        instrument, position, scalars, segments, sounds = self(clue_v, clue_a)
+        return {"instrument": instrument.softmax(-1), "position": position.softmax(-1), "scalars": scalars,
+                "segments": segments.sigmoid(), "sounds": sounds[..., 0].sigmoid()}
+
 
 def grounding_loss(head: GroundingHead, clue_v: torch.Tensor, clue_a: torch.Tensor,
                    targets: GroundingTargets) -> torch.Tensor:

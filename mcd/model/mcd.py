@@ -83,6 +83,7 @@ class MCDOutput:
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     clues: dict[str, torch.Tensor] = field(default_factory=dict)
+    referents: dict[str, torch.Tensor] = field(default_factory=dict)   # GroundingHead.read, with object_grounding
 
 
 class MCD(nn.Module):
@@ -215,6 +216,8 @@ class MCD(nn.Module):
         out = MCDOutput(logits, teacher_logits, z_q, z_v, z_a,
                         clues=self._clues(B, assoc_map if clip_index is None else assoc_map[clip_index],
                                           br_v, br_a, q_mask, o_mask, objects.shape[1]))
+        if cfg.object_grounding and br_v.object_clues is not None:
+            out.referents = self.grounding.read(br_v.object_clues, br_a.object_clues)
         if labels is not None:
             if video_index is None and av_shared:
                 video_index = torch.zeros(B, dtype=torch.long, device=question.device)
