@@ -29,7 +29,7 @@ def test_checkpoint_card_reports_its_fresh_test_metrics():
 
 def test_checkpoint_reevaluates_to_its_metrics(tmp_path):
     """Load the committed checkpoint and evaluate it on the example clips decoded from their files: the same
-    code path as the fresh-test evaluation. It answers 23 of the 30 example questions right (80.6% on the fresh
+    code path as the fresh-test evaluation. It answers 23 of the 30 example questions right (82.0% on the fresh
     test set); a broken load would sit near the 42-way chance."""
     from mcd.pipeline import Pipeline
     pipe = Pipeline(CHECKPOINT)
@@ -65,3 +65,35 @@ def test_predict_answers_the_solo_clip_correctly(tmp_path):
         argv += ["--question", q]
     assert main(argv) == 0
     assert [a["answer"] for a in json.loads(out.read_text())["answers"]] == example["answers"]
+
+
+def test_predict_says_what_names_and_sides_point_at(tmp_path):
+    """The shipped checkpoint was trained with object_grounding: in `mcd predict`'s JSON every keyword that names an
+    instrument or a side points at the player the example's scene graph puts there (or is absent, for an
+    instrument not in the clip), and a referent said to sound has seconds in which it sounds."""
+    from mcd.synth.qa import keyword_referent
+    from mcd.synth.scene import POSITIONS, SYNTH_INSTRUMENTS, Player, Scene
+
+    checked = 0
+    for example in EXAMPLES:
+        scene = Scene.from_dict(example["scene"])
+        out = tmp_path / f"{Path(example['video']).stem}.json"
+        argv = ["predict", "--checkpoint", str(CHECKPOINT), "--video", str(ROOT / example["video"]), "--out", str(out)]
+        for q in example["questions"]:
+            argv += ["--question", q]
+        assert main(argv) == 0
+        for answer in json.loads(out.read_text())["answers"]:
+            referents = answer.get("referents", {})   # absent for a question without keywords
+            assert set(referents) == set(answer["keywords"])
+            for word, said in referents.items():
+                if word not in SYNTH_INSTRUMENTS + POSITIONS:
+                    continue
+                src = keyword_referent(scene, word)
+                if src is None and any(s.instrument == word for s in scene.sources):
+                    continue  # two players of that instrument: the word names neither
+                truth = ("absent" if src is None else src.position if isinstance(src, Player) else "offscreen",
+                         word if src is None else src.instrument)
+                assert (said["position"], said["instrument"]) == truth, (example["video"], answer["question"], word)
+                assert said["sounds_p"] < 0.5 or said["sounding_seconds"]
+                checked += 1
+    assert checked >= 15
