@@ -1,6 +1,6 @@
 """Left-right mirroring of a training clip and its questions: the one label-preserving augmentation we have.
 
-Why: the shipped recipe fits its training questions far better than new clips (94.4% on train against 80.6% on a
+Why: the v4 recipe fitted its training questions far better than new clips (94.4% on train against 80.6% on a
 fresh test set), and the templates that bind a position to a sound lose the most ("Where is the first sounding
 instrument?" 77% on train, 61% on new clips). A clip seen in a mirror is a new arrangement of the same players:
 the patch grid is flipped column-wise, and every left becomes right in the question, its keywords and its answer.
