@@ -13,8 +13,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from mcd.data.mirror import mirror_record, mirror_visual
-from mcd.model.grounding import GroundingTargets
 from mcd.data.text_bank import TextBank, object_phrases
+from mcd.model.grounding import GroundingTargets
 from mcd.vocab import answer_to_index
 
 
