@@ -30,14 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mcd.config import MCDConfig  # noqa: E402
 from mcd.data.dataset import QADataset  # noqa: E402
 from mcd.data.extract import load_encoders  # noqa: E402
-from mcd.data.grounding import GROUNDING_INSTRUMENTS, SceneGrounding  # noqa: E402
+from mcd.data.grounding import SceneGrounding  # noqa: E402
 from mcd.data.features import FeatureCache  # noqa: E402
 from mcd.data.music_avqa import load_annotations  # noqa: E402
 from mcd.encoders.labels import LabelSpace, audio_targets, read_scenes  # noqa: E402
 from mcd.model import MCD  # noqa: E402
 from mcd.questions import parse  # noqa: E402
 from mcd.recipe import load_recipe  # noqa: E402
-from mcd.train import build_data, feature_dims, lr_at, seed_everything  # noqa: E402
+from mcd.train import build_data, feature_dims, grounding_fields, lr_at, seed_everything  # noqa: E402
 
 LOUDER = "Is the <Object> louder than the <Object>?"
 
@@ -103,11 +103,11 @@ def learn(recipe, variants: dict[str, dict], epochs: int, words: tuple[str, ...]
     for name, fields in variants.items():
         seed_everything(0)
         model_fields = {**recipe.model, **fields}
+        model_fields = {**grounding_fields(model_fields), **model_fields}
         dims = feature_dims(load, tr[0].video_id, encoders.text.dim)
         grounding = None
         if model_fields.get("object_grounding"):
             grounding = SceneGrounding.from_benchmark(recipe.data.root, dims["T"])
-            model_fields.setdefault("grounding_classes", len(GROUNDING_INSTRUMENTS))
         train_set, val_set = QADataset(tr, load, bank, grounding), QADataset(va, load, bank)
         cfg = MCDConfig.from_dict({**model_fields, **dims})
         model = MCD(cfg)

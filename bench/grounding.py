@@ -5,7 +5,7 @@
 For every keyword of every question of the split whose referent the scene graph names (mcd.synth.qa's rules), the
 head's likeliest position and instrument are compared with the referent's, "sounds" with whether it sounds at all,
 and each segment's "sounds now" with whether it sounds for at least half the segment. One row per keyword word,
-then all keywords together. The split's clips come from the recipe's feature cache (val: never trained on).
+then all keywords together; with `referent_query` a second table scores the head's reading of the referent query. The split's clips come from the recipe's feature cache (val: never trained on).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from mcd.checkpoint import load_checkpoint  # noqa: E402
 from mcd.data.dataset import QADataset  # noqa: E402
 from mcd.data.extract import load_encoders  # noqa: E402
 from mcd.data.grounding import SceneGrounding  # noqa: E402
+from mcd.model.grounding import GroundingHead  # noqa: E402
 from mcd.recipe import load_recipe  # noqa: E402
 from mcd.train import build_data  # noqa: E402
 
@@ -43,32 +44,45 @@ def main() -> None:
     grounding = SceneGrounding.from_benchmark(recipe.data.root, model.config.T)
     data = QADataset(records[args.split], load, bank, grounding)
     keywords = {r.question_id: r.keywords for r in data.records}
-    right: dict[str, dict[str, list[int]]] = defaultdict(lambda: {m: [0, 0] for m in MEASURES})
+    # with referent_query the head reads twice (the keyword's clue, then its referent query): score both
+    readings = ["keyword clue", "referent query"] if model.config.referent_query else ["keyword clue"]
+    right = {name: defaultdict(lambda: {m: [0, 0] for m in MEASURES}) for name in readings}
+    raw: list[tuple[torch.Tensor, ...]] = []
+    model.grounding.register_forward_hook(lambda module, args, out: raw.append(out))
     with torch.no_grad():
         for batch in data.loader(64, shuffle=False):
             inputs = batch.model_inputs()
             t = inputs.pop("grounding")
             inputs.pop("labels")
-            read = model(**inputs).referents
-            for (i, j) in t.has_referent.nonzero().tolist():
-                word = keywords[batch.question_ids[i]][j]
-                hits = {"position": int(read["position"][i, j].argmax() == t.position[i, j]),
-                        "sounds": int((read["sounds"][i, j] > 0.5) == (t.sounds[i, j] > 0.5))}
-                if t.instrument[i, j] >= 0:
-                    hits["instrument"] = int(read["instrument"][i, j].argmax() == t.instrument[i, j])
-                seg = ((read["segments"][i, j] > 0.5) == (t.segments[i, j] >= 0.5)).float()
-                for key in (word, "all keywords"):
-                    for m, h in hits.items():
-                        right[key][m][0] += h
-                        right[key][m][1] += 1
-                    right[key]["segments"][0] += int(seg.sum())
-                    right[key]["segments"][1] += seg.numel()
-    print(f"{args.checkpoint} on the {args.split} split: keywords with a referent\n")
-    print("| keyword | n | " + " | ".join(MEASURES) + " |\n|---|---|" + "---|" * len(MEASURES))
-    for word in sorted(right, key=lambda w: (w == "all keywords", -right[w]["position"][1])):
-        cells = right[word]
-        print(f"| {word} | {cells['position'][1]} | " + " | ".join(
-            f"{cells[m][0] / cells[m][1]:.1%}" if cells[m][1] else "-" for m in MEASURES) + " |")
+            raw.clear()
+            model(**inputs)
+            for name, out in zip(readings, raw):
+                score(GroundingHead.read(out), t, batch, keywords, right[name])
+    for name in readings:
+        print(f"{args.checkpoint} on the {args.split} split, read from the {name}: keywords with a referent\n")
+        print("| keyword | n | " + " | ".join(MEASURES) + " |\n|---|---|" + "---|" * len(MEASURES))
+        for word in sorted(right[name], key=lambda w: (w == "all keywords", -right[name][w]["position"][1])):
+            cells = right[name][word]
+            print(f"| {word} | {cells['position'][1]} | " + " | ".join(
+                f"{cells[m][0] / cells[m][1]:.1%}" if cells[m][1] else "-" for m in MEASURES) + " |")
+        print()
+
+
+def score(read: dict[str, torch.Tensor], t, batch, keywords: dict, right) -> None:
+    """Add one batch's hits per keyword word (and over all keywords) to `right`."""
+    for (i, j) in t.has_referent.nonzero().tolist():
+        word = keywords[batch.question_ids[i]][j]
+        hits = {"position": int(read["position"][i, j].argmax() == t.position[i, j]),
+                "sounds": int((read["sounds"][i, j] > 0.5) == (t.sounds[i, j] > 0.5))}
+        if t.instrument[i, j] >= 0:
+            hits["instrument"] = int(read["instrument"][i, j].argmax() == t.instrument[i, j])
+        seg = ((read["segments"][i, j] > 0.5) == (t.segments[i, j] >= 0.5)).float()
+        for key in (word, "all keywords"):
+            for m, h in hits.items():
+                right[key][m][0] += h
+                right[key][m][1] += 1
+            right[key]["segments"][0] += int(seg.sum())
+            right[key]["segments"][1] += seg.numel()
 
 
 if __name__ == "__main__":

@@ -75,6 +75,8 @@ class MCDConfig:
     object_grounding: bool = False          # training only: a head on each keyword's clue predicts its referent
     grounding_classes: int = 0              # instrument classes of that head (set by training from the data)
     lambda_grounding: float = 1.0
+    referent_query: bool = False            # each keyword's read instrument queries patches and audio again
+    grounded_answer: bool = False           # the pooled question adds the grounding head's read-out of each keyword
     # baselines: a removed modality is fed as zeros (same architecture, same harness)
     use_visual: bool = True
     use_audio: bool = True
@@ -115,6 +117,10 @@ class MCDConfig:
             raise ConfigError("object_readout needs object_clues (the keywords must gather clues to be read)")
         if self.object_grounding and not self.object_clues:
             raise ConfigError("object_grounding needs object_clues (the head reads the clue each keyword gathered)")
+        if self.referent_query and not self.object_grounding:
+            raise ConfigError("referent_query needs object_grounding (the query is the head's instrument read-out)")
+        if self.grounded_answer and not self.object_grounding:
+            raise ConfigError("grounded_answer needs object_grounding (it reads the grounding head's output)")
         if self.object_grounding and self.grounding_classes < 1:
             raise ConfigError(f"object_grounding needs grounding_classes >= 1, got {self.grounding_classes}")
         if self.sounding_patches and self.hierarchy == "high":

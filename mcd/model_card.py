@@ -33,6 +33,8 @@ EXTENSIONS = {
     "hops": "the aggregators run again with the clue-attached question",
     "sounding_patches": "each patch token carries how its content matches the sound of its segment",
     "object_grounding": "in training, each keyword's clue also predicts what the keyword points at in the scene",
+    "referent_query": "the instrument each keyword is read to name looks up the patches and the audio again",
+    "grounded_answer": "the pooled question adds what the grounding head reads for each keyword, one map per slot",
 }
 
 

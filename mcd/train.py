@@ -90,20 +90,21 @@ def build_data(recipe: Recipe, text_encoder, splits: tuple[str, ...]):
     return records, loader, bank
 
 
-def grounding_fields(recipe: Recipe) -> dict:
-    """The grounding head's class count, when the recipe switches object_grounding on."""
-    return {"grounding_classes": len(GROUNDING_INSTRUMENTS)} if recipe.model.get("object_grounding") else {}
+def grounding_fields(model: dict) -> dict:
+    """The grounding head's class count, when a recipe's `model` section switches object_grounding on."""
+    return {"grounding_classes": len(GROUNDING_INSTRUMENTS)} if model.get("object_grounding") else {}
 
 
-def scene_grounding(recipe: Recipe, load_features, video_id: str) -> SceneGrounding | None:
-    """The scene graphs that teach keywords their referents (model.object_grounding), else None."""
+def scene_grounding(recipe: Recipe, T: int) -> SceneGrounding | None:
+    """The scene graphs that teach keywords their referents (model.object_grounding), else None. T: segments
+    per clip of the features (`feature_dims`)."""
     if not recipe.model.get("object_grounding"):
         return None
     if recipe.train.mirror:
         raise RecipeError("model.object_grounding and train.mirror cannot be combined: the scene graphs "
                           "describe the clips unmirrored")
     try:
-        return SceneGrounding.from_benchmark(recipe.data.root, load_features(video_id)["visual"].shape[0])
+        return SceneGrounding.from_benchmark(recipe.data.root, T)
     except GroundingError as exc:
         raise RecipeError(f"model.object_grounding: {exc}") from None
 
@@ -129,14 +130,13 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
         out.mkdir(parents=True, exist_ok=True)
     encoders = load_encoders(recipe.encoders)
     records, load_features, bank = build_data(recipe, encoders.text, (recipe.data.train_split, recipe.data.val_split))
-    grounding = scene_grounding(recipe, load_features, records[recipe.data.train_split][0].video_id)
+    dims = feature_dims(load_features, records[recipe.data.train_split][0].video_id, encoders.text.dim)
+    grounding = scene_grounding(recipe, dims["T"])
     train_set = QADataset(records[recipe.data.train_split], load_features, bank, grounding)
     val_set = QADataset(records[recipe.data.val_split], load_features, bank)
     val_answers = {r.question_id: r.answer for r in val_set.records}
 
-    config = MCDConfig.from_dict({**grounding_fields(recipe),
-                                  **recipe.model, **feature_dims(load_features, train_set.records[0].video_id,
-                                                                 encoders.text.dim)})
+    config = MCDConfig.from_dict({**grounding_fields(recipe.model), **recipe.model, **dims})
     if cfg.mirror:
         try:
             grid_side(config.P)
@@ -155,13 +155,15 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
 
     state = {"epoch": 0, "step": 0, "best_acc": -1.0, "best": None, "stale": 0}
     last_path = out / "last.pt"
-    if resume and last_path.exists():
+    resumed = resume and last_path.exists()
+    if resumed:
         saved = torch.load(last_path, map_location="cpu", weights_only=True)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = json.loads(saved["state"])
         torch.set_rng_state(saved["rng"])
-    log = open(out / "log.jsonl", "a") if dist.is_main else None
+    # a fresh run starts its own log: appending would splice an older run's epochs into this one's
+    log = open(out / "log.jsonl", "a" if resumed else "w") if dist.is_main else None
     ood_stats = None
     started = time.perf_counter()
     for epoch in range(state["epoch"], cfg.epochs):

@@ -14,7 +14,7 @@ from mcd.config import ConfigError, MCDConfig
 from mcd.data.grounding import GROUNDING_INSTRUMENTS, GroundingError, SceneGrounding
 from mcd.model import MCD
 from mcd.model.grounding import (GROUNDING_POSITIONS, GROUNDING_SCALARS, IGNORE, GroundingHead, GroundingTargets,
-                                 grounding_loss)
+                                 ReferentQuery, grounding_loss)
 from mcd.model.mcd import MCDInputError
 from mcd.synth.qa import candidates, keyword_referent
 from mcd.synth.scene import Player, Scene, Source, sample_scene
@@ -131,19 +131,120 @@ def test_grounding_head_learns_and_ignores_keywords_without_referent():
     t = GroundingTargets(torch.randint(0, 3, (16, 2)), torch.randint(0, 5, (16, 2)), torch.rand(16, 2, 4),
                          torch.rand(16, 2, 4), torch.ones(16, 2))
     t.position[:, 1] = IGNORE
-    before = grounding_loss(head, clue_v, clue_a, t)
+    before = grounding_loss(head(clue_v, clue_a), t)
     # what a keyword without referent holds has no say
-    assert torch.allclose(grounding_loss(head, clue_v, clue_a.index_fill(1, torch.tensor([1]), 9.0), t), before)
+    assert torch.allclose(grounding_loss(head(clue_v, clue_a.index_fill(1, torch.tensor([1]), 9.0)), t), before)
     opt = torch.optim.Adam(head.parameters(), lr=0.05)
     for _ in range(200):
         opt.zero_grad()
-        grounding_loss(head, clue_v, clue_a, t).backward()
+        grounding_loss(head(clue_v, clue_a), t).backward()
         opt.step()
-    assert grounding_loss(head, clue_v, clue_a, t) < 0.5 * before
+    assert grounding_loss(head(clue_v, clue_a), t) < 0.5 * before
     none = GroundingTargets(*(torch.full_like(x, IGNORE) if x.dtype == torch.long else x
                               for x in (t.instrument, t.position, t.scalars, t.segments, t.sounds)))
-    zero = grounding_loss(head, clue_v.requires_grad_(), clue_a, none)
+    zero = grounding_loss(head(clue_v.requires_grad_(), clue_a), none)
     assert zero.item() == 0.0 and zero.requires_grad
+
+
+def test_grounded_answer_reads_the_head_and_only_the_keywords():
+    """With grounded_answer the logits move when the grounding head's weights do (without it they do not), and a
+    type-word object's read-out has no say, nor has a padded keyword's."""
+    base = dict(object_clues=True, object_grounding=True, grounding_classes=5, dropout=0.0)
+    for on in (False, True):
+        torch.manual_seed(0)
+        model = MCD(small_config(**base, grounded_answer=on)).eval()
+        inputs = make_batch(model.config, labels=False)
+        before = model(**inputs).logits
+        with torch.no_grad():
+            model.grounding.proj.bias[:5] += 3.0          # the instrument logits, for every object
+        assert torch.allclose(model(**inputs).logits, before) is not on
+    # objects: keyword, type word, keyword (padded in odd rows). Changing the type word's read-out alone...
+    torch.manual_seed(0)
+    model = MCD(small_config(**base, grounded_answer=True)).eval()
+    inputs = make_batch(model.config, labels=False)
+    with torch.no_grad():
+        before = model(**inputs).logits
+        model.referent_readout[1].normal_()                 # slot 1 is the type word in every row
+        assert torch.allclose(model(**inputs).logits, before, atol=1e-6)
+        model.referent_readout[2].normal_()                 # slot 2: a real keyword in even rows, padded in odd
+        after = model(**inputs).logits
+    assert not torch.allclose(after[0::2], before[0::2]) and torch.allclose(after[1::2], before[1::2], atol=1e-6)
+
+
+def test_referent_query_reads_each_questions_own_clip():
+    """Questions over several clips (clip_index) read the same as each question with its clip alone."""
+    torch.manual_seed(0)
+    query = ReferentQuery(8, classes=3)
+    instrument = torch.softmax(torch.randn(5, 2, 3), dim=-1)
+    visual, audio = torch.randn(3, 12, 8), torch.randn(3, 4, 8)
+    index = torch.tensor([2, 0, 0, 1, 2])
+    r_v, r_a = query(instrument, visual, audio, index)
+    for i, clip in enumerate(index.tolist()):
+        one_v, one_a = query(instrument[i:i + 1], visual[clip:clip + 1], audio[clip:clip + 1])
+        assert torch.allclose(r_v[i], one_v[0], atol=1e-6) and torch.allclose(r_a[i], one_a[0], atol=1e-6)
+    # one shared clip broadcasts to every question
+    shared_v, _ = query(instrument, visual[:1], audio[:1])
+    alone_v, _ = query(instrument[3:4], visual[:1], audio[:1])
+    assert torch.allclose(shared_v[3], alone_v[0], atol=1e-6)
+
+
+def test_referent_query_finds_the_named_instruments_patch():
+    """The query learns to look where the named instrument is: each clip hides one patch per instrument class at
+    a random place, and the target is the position of the patch of the instrument the keyword names."""
+    torch.manual_seed(0)
+    d, C, N = 16, 3, 9
+    codes = torch.randn(C, d)                                  # what each instrument's patch looks like
+    places = torch.randn(N, d)                                 # a position code per patch
+    query, read = ReferentQuery(d, C), torch.nn.Linear(d, N)
+    opt = torch.optim.Adam([*query.parameters(), *read.parameters()], lr=0.01)
+
+    def batch(n: int):
+        where = torch.stack([torch.randperm(N)[:C] for _ in range(n)])               # [n, C] patch per class
+        visual = 0.1 * torch.randn(n, N, d) + places
+        visual[torch.arange(n)[:, None], where] += codes
+        named = torch.randint(0, C, (n,))
+        return visual, torch.nn.functional.one_hot(named, C).float()[:, None], where[torch.arange(n), named]
+
+    for _ in range(300):
+        visual, instrument, target = batch(64)
+        r_v, _ = query(instrument, visual, torch.zeros(64, 2, d))
+        loss = torch.nn.functional.cross_entropy(read(r_v[:, 0]), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    visual, instrument, target = batch(256)
+    with torch.no_grad():
+        r_v, _ = query(instrument, visual, torch.zeros(256, 2, d))
+    assert (read(r_v[:, 0]).argmax(-1) == target).float().mean() > 0.9   # chance: 1/9
+
+
+def test_referent_query_adds_a_second_reading():
+    """Its re-read is what `referents` shows, and both readings are taught: the loss counts two head losses."""
+    cfg = small_config(object_clues=True, object_grounding=True, grounding_classes=5, referent_query=True)
+    torch.manual_seed(0)
+    model = MCD(cfg)
+    inputs = make_batch(cfg)
+    t = targets_for(cfg, 4, inputs["objects"].shape[1])
+    out = model(**inputs, grounding=t)
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.referent_query.parameters())
+    model.eval()
+    with torch.no_grad():
+        out = model(**inputs, grounding=t)
+        first = grounding_loss(model.grounding(*model_clues(model, inputs)), t)
+    assert out.losses["grounding"] > first
+    assert out.referents["position"].shape == (4, inputs["objects"].shape[1], len(GROUNDING_POSITIONS))
+
+
+def model_clues(model: MCD, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The keyword clues of a forward, captured where the grounding head reads them (its first call)."""
+    seen = []
+    hook = model.grounding.register_forward_hook(lambda m, args, out: seen.append(args))
+    try:
+        model(**{k: v for k, v in inputs.items() if k != "labels"})
+    finally:
+        hook.remove()
+    return seen[0]
 
 
 def test_config_needs_object_clues_and_classes():
@@ -151,6 +252,9 @@ def test_config_needs_object_clues_and_classes():
         small_config(object_grounding=True, grounding_classes=3)
     with pytest.raises(ConfigError, match="grounding_classes"):
         small_config(object_clues=True, object_grounding=True)
+    for flag in ("grounded_answer", "referent_query"):
+        with pytest.raises(ConfigError, match=f"{flag} needs object_grounding"):
+            small_config(object_clues=True, **{flag: True})
 
 
 def test_train_refuses_grounding_without_scenes_or_with_mirror(tmp_path):
@@ -163,13 +267,12 @@ def test_train_refuses_grounding_without_scenes_or_with_mirror(tmp_path):
                                  "model": {"object_clues": True, "object_grounding": True},
                                  "train": {"mirror": mirror}})
 
-    load = lambda v: {"visual": torch.zeros(10, 49, 4)}
     with pytest.raises(RecipeError, match="scenes.jsonl does not exist"):
-        scene_grounding(recipe(False), load, "v")
+        scene_grounding(recipe(False), 10)
     with pytest.raises(RecipeError, match="cannot be combined"):
-        scene_grounding(recipe(True), load, "v")
+        scene_grounding(recipe(True), 10)
     (tmp_path / "scenes.jsonl").write_text(json.dumps(SCENE.to_dict()) + "\n")
-    assert scene_grounding(recipe(False), load, "v").scenes["hand"].players[0].instrument == "violin"
+    assert scene_grounding(recipe(False), 10).scenes["hand"].players[0].instrument == "violin"
 
 
 def test_answers_carry_what_each_keyword_points_at():

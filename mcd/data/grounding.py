@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 
+from mcd.encoders.labels import overlap
 from mcd.model.grounding import GROUNDING_POSITIONS, GROUNDING_SCALARS, IGNORE, GroundingTargets
 from mcd.synth.qa import keyword_referent
 from mcd.synth.scene import SYNTH_INSTRUMENTS, Player, Scene, SceneError, Source
@@ -28,8 +29,7 @@ class GroundingError(ValueError):
 def referent_attributes(source: Source, duration: float, T: int) -> dict:
     """The head's targets for one referent: class, position, scalars [S] and per-segment sounding fraction [T]."""
     seg = duration / T
-    segments = [min(1.0, sum(max(0.0, min(b, (t + 1) * seg) - max(a, t * seg)) for a, b in source.intervals) / seg)
-                for t in range(T)]
+    segments = [min(1.0, overlap(source.intervals, t * seg, (t + 1) * seg) / seg) for t in range(T)]
     sounds = source.sounds
     scalars = [source.loudness, math.log(source.rate), source.onset / duration if sounds else 0.0,
                source.sounding_time / duration]

@@ -135,7 +135,8 @@ def cell_labels(scene: SceneRecord, space: LabelSpace) -> np.ndarray:
     return labels
 
 
-def _overlap(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
+def overlap(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
+    """Seconds of [lo, hi] covered by the (disjoint) intervals."""
     return sum(max(0.0, min(b, hi) - max(a, lo)) for a, b in intervals)
 
 
@@ -156,11 +157,11 @@ def audio_targets(scene: SceneRecord, timestamps: np.ndarray, space: LabelSpace)
         lo, hi = centre - 0.5, centre + 0.5
         for s in scene.sources:
             c = space.audio.index(s["instrument"])
-            frac = min(1.0, _overlap(s["intervals"], lo, hi))
+            frac = min(1.0, overlap(s["intervals"], lo, hi))
             if frac > 0 and s["loudness"] >= loudness[t, c]:
                 loudness[t, c], log_rate[t, c] = s["loudness"], math.log(s["rate"])
             presence[t, c] = max(presence[t, c], frac)
-        presence[t, -1] = min(1.0, _overlap(scene.voiceover, lo, hi))
+        presence[t, -1] = min(1.0, overlap(scene.voiceover, lo, hi))
     mask = presence > 0
     mask[:, -1] = False  # the voiceover has no instrument loudness or rate
     return AudioTargets(presence, loudness, log_rate, mask)
