@@ -72,7 +72,7 @@ class MCDConfig:
     object_clues: bool = False              # text objects gather their own clues and carry their slot order
     object_readout: bool = False            # the pooled question adds the keywords' clues, one map per slot
     sounding_patches: bool = False          # each patch token also carries (W patch) ⊙ (W audio of its segment)
-    object_grounding: bool = False          # training only: a head on each keyword's clue predicts its referent
+    object_grounding: bool = False          # a head on each keyword's clue predicts its referent (trained on scene graphs)
     grounding_classes: int = 0              # instrument classes of that head (set by training from the data)
     lambda_grounding: float = 1.0
     referent_query: bool = False            # each keyword's read instrument queries patches and audio again

@@ -109,15 +109,18 @@ def test_mirrored_training_runs_on_the_real_loop(quick_run):
 
 
 def test_grounded_training_runs_on_the_real_loop(quick_run):
-    """`model.object_grounding` through `mcd train`: the scene graphs are read beside the annotations, the logged
-    grounding loss falls over two epochs, and the checkpoint records the flag and loads with its head."""
+    """`model.object_grounding` (with the shipped recipe's referent_query and grounded_answer) through `mcd train`:
+    the scene graphs are read beside the annotations, the logged grounding loss falls over two epochs, and the
+    checkpoint records the flags and loads with its head."""
     with contextlib.chdir(quick_run):
         assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "model.object_grounding=true",
+                     "--set", "model.referent_query=true", "--set", "model.grounded_answer=true",
                      "--set", "train.epochs=2", "--out", "runs/grounded"]) == 0
     log = [json.loads(line) for line in (quick_run / "runs/grounded/log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1, 2]
     assert 0 < log[1]["train_grounding"] < log[0]["train_grounding"]
     config = json.loads((quick_run / "runs/grounded/best/config.json").read_text())
-    assert config["model"]["object_grounding"] is True
+    assert config["model"]["object_grounding"] is config["model"]["referent_query"] is True
     assert config["model"]["grounding_classes"] == len(GROUNDING_INSTRUMENTS)
-    assert MCD.from_pretrained(quick_run / "runs/grounded/best").grounding.proj.out_features > 0
+    model = MCD.from_pretrained(quick_run / "runs/grounded/best")
+    assert model.grounding.proj.out_features > 0 and model.referent_readout.shape[1] == 2 * model.grounding.width

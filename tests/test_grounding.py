@@ -219,7 +219,7 @@ def test_referent_query_finds_the_named_instruments_patch():
 
 
 def test_referent_query_adds_a_second_reading():
-    """Its re-read is what `referents` shows, and both readings are taught: the loss counts two head losses."""
+    """Both readings are taught (the loss counts two head losses) and `referents` shows their mean."""
     cfg = small_config(object_clues=True, object_grounding=True, grounding_classes=5, referent_query=True)
     torch.manual_seed(0)
     model = MCD(cfg)
@@ -234,6 +234,13 @@ def test_referent_query_adds_a_second_reading():
         first = grounding_loss(model.grounding(*model_clues(model, inputs)), t)
     assert out.losses["grounding"] > first
     assert out.referents["position"].shape == (4, inputs["objects"].shape[1], len(GROUNDING_POSITIONS))
+    readings = []
+    hook = model.grounding.register_forward_hook(lambda m, args, raw: readings.append(GroundingHead.read(raw)))
+    with torch.no_grad():
+        model(**{k: v for k, v in inputs.items() if k != "labels"})
+    hook.remove()
+    assert len(readings) == 2 and not torch.allclose(readings[0]["position"], readings[1]["position"])
+    assert torch.allclose(out.referents["position"], (readings[0]["position"] + readings[1]["position"]) / 2)
 
 
 def model_clues(model: MCD, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,7 +83,7 @@ class MCDOutput:
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     clues: dict[str, torch.Tensor] = field(default_factory=dict)
-    referents: dict[str, torch.Tensor] = field(default_factory=dict)   # GroundingHead.read, with object_grounding
+    referents: dict[str, torch.Tensor] = field(default_factory=dict)   # GroundingHead.read (mean of its readings)
 
 
 class MCD(nn.Module):
@@ -233,7 +233,8 @@ class MCD(nn.Module):
         out = MCDOutput(logits, teacher_logits, z_q, z_v, z_a,
                         clues=self._clues(B, assoc_map if clip_index is None else assoc_map[clip_index],
                                           br_v, br_a, q_mask, o_mask, objects.shape[1]))
-        out.referents = referents[-1] if referents else {}
+        if referents:  # with referent_query, the mean of both readings (val position 94.3%: clue 91.7, query 85.7)
+            out.referents = {k: torch.stack([r[k] for r in referents]).mean(dim=0) for k in referents[0]}
         if labels is not None:
             if video_index is None and av_shared:
                 video_index = torch.zeros(B, dtype=torch.long, device=question.device)
