@@ -5,7 +5,8 @@
 For every keyword of every question of the split whose referent the scene graph names (mcd.synth.qa's rules), the
 head's likeliest position and instrument are compared with the referent's, "sounds" with whether it sounds at all,
 and each segment's "sounds now" with whether it sounds for at least half the segment. One row per keyword word,
-then all keywords together; with `referent_query` a second table scores the head's reading of the referent query. The split's clips come from the recipe's feature cache (val: never trained on).
+then all keywords together; with `referent_query` a second table scores the head's reading of the referent
+query. The split's clips come from the recipe's feature cache (val: never trained on).
 """
 from __future__ import annotations
 

@@ -231,27 +231,24 @@ def test_referent_query_adds_a_second_reading():
     model.eval()
     with torch.no_grad():
         out = model(**inputs, grounding=t)
-        first = grounding_loss(model.grounding(*model_clues(model, inputs)), t)
+        raw = head_outputs(model, inputs)
+    first = grounding_loss(raw[0], t)
     assert out.losses["grounding"] > first
     assert out.referents["position"].shape == (4, inputs["objects"].shape[1], len(GROUNDING_POSITIONS))
-    readings = []
-    hook = model.grounding.register_forward_hook(lambda m, args, raw: readings.append(GroundingHead.read(raw)))
-    with torch.no_grad():
-        model(**{k: v for k, v in inputs.items() if k != "labels"})
-    hook.remove()
+    readings = [GroundingHead.read(r) for r in raw]
     assert len(readings) == 2 and not torch.allclose(readings[0]["position"], readings[1]["position"])
     assert torch.allclose(out.referents["position"], (readings[0]["position"] + readings[1]["position"]) / 2)
 
 
-def model_clues(model: MCD, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """The keyword clues of a forward, captured where the grounding head reads them (its first call)."""
+def head_outputs(model: MCD, inputs: dict) -> list[tuple[torch.Tensor, ...]]:
+    """The grounding head's raw output for each of its calls in one forward (one per reading)."""
     seen = []
-    hook = model.grounding.register_forward_hook(lambda m, args, out: seen.append(args))
+    hook = model.grounding.register_forward_hook(lambda m, args, out: seen.append(out))
     try:
         model(**{k: v for k, v in inputs.items() if k != "labels"})
     finally:
         hook.remove()
-    return seen[0]
+    return seen
 
 
 def test_config_needs_object_clues_and_classes():

@@ -217,9 +217,11 @@ class MCD(nn.Module):
                 grounding_raw.append(self.grounding(r_v, r_a))
                 referents.append(GroundingHead.read(grounding_raw[1]))
         if cfg.object_readout and br_v.object_clues is not None:
-            pooled = pooled + self._read_objects(br_v.object_clues, br_a.object_clues, o_mask, o_kind)
+            clues = torch.cat([br_v.object_clues, br_a.object_clues], dim=-1)               # [B,K,2d]
+            pooled = pooled + self._read_objects(clues, self.object_readout, o_mask, o_kind)
         if cfg.grounded_answer and referents:
-            pooled = pooled + self._read_referents(referents, o_mask, o_kind)
+            feats = torch.cat([GroundingHead.features(r) for r in referents], dim=-1)    # [B,K,readings·width]
+            pooled = pooled + self._read_objects(feats, self.referent_readout, o_mask, o_kind)
 
         # teachers: question-attended associated features -> latents -> decision-level fusion
         q_pool = masked_token_mean(f_q, q_mask)
@@ -233,7 +235,7 @@ class MCD(nn.Module):
         out = MCDOutput(logits, teacher_logits, z_q, z_v, z_a,
                         clues=self._clues(B, assoc_map if clip_index is None else assoc_map[clip_index],
                                           br_v, br_a, q_mask, o_mask, objects.shape[1]))
-        if referents:  # with referent_query, the mean of both readings (val position 94.3%: clue 91.7, query 85.7)
+        if referents:  # with referent_query, the mean of both readings (v6 val position 94.8%: clue 92.2, query 87.6)
             out.referents = {k: torch.stack([r[k] for r in referents]).mean(dim=0) for k in referents[0]}
         if labels is not None:
             if video_index is None and av_shared:
@@ -247,34 +249,23 @@ class MCD(nn.Module):
                 out.loss = out.loss + cfg.lambda_grounding * out.losses["grounding"]
         return out
 
-    def _read_objects(self, clue_v: torch.Tensor, clue_a: torch.Tensor, o_mask: torch.Tensor,
+    @staticmethod
+    def _read_objects(per_object: torch.Tensor, maps: torch.Tensor, o_mask: torch.Tensor,
                       o_kind: torch.Tensor) -> torch.Tensor:
-        """Σ_slot W_slot [clue_v ; clue_a] over the real keywords: the clues the keywords gathered, in slot order.
+        """Σ_slot maps[slot] per_object[slot] over the real keywords: per_object [B,K,c], maps [MAX_OBJECT_SLOTS,c,d].
 
         Why (our extension): the question tokens reach the objects through a softmax, whose weights are all
         positive, so "X louder than Y" must be routed through separate heads before it can become a difference,
         and training sits at chance for epochs. A linear map per slot makes clue(X) - clue(Y) one weight away.
+        `object_readout` reads the keywords' clues [clue_v ; clue_a] this way. `grounded_answer` reads what the
+        grounding head says each keyword points at (`GroundingHead.features`) through `referent_readout`: on
+        clips it never saw, the sign of v5's two loudness read-outs answered "Is the X louder than the Y?" 86%
+        right where the answer, reading the 256-wide clues, got 75%; a few-hundred-question template cannot find
+        the one loudness direction among the clue's dimensions, but here it is one of ~30 named, bounded features.
         """
-        slots = object_slots(clue_v.shape[1], clue_v.device)
-        keep = (o_mask & (o_kind == KEYWORD)).to(clue_v.dtype)[..., None]                  # [B,K,1]
-        clues = torch.cat([clue_v, clue_a], dim=-1) * keep                                   # [B,K,2d]
-        return torch.einsum("bkc,kcd->bd", clues, self.object_readout[slots])
-
-    def _read_referents(self, referents: list[dict[str, torch.Tensor]], o_mask: torch.Tensor,
-                        o_kind: torch.Tensor) -> torch.Tensor:
-        """Σ_slot U_slot features(referent) over the real keywords: what the grounding head says each keyword
-        points at (instrument, position, loudness, note rate, onset, when it sounds), in slot order.
-
-        Why (our extension, `grounded_answer`): the grounding head compares referents well on clips it never saw
-        (val: the sign of its loudness read-outs answers "Is the X louder than the Y?" 86% right, where the
-        answer header, reading the same clues through `object_readout`'s 256-wide maps, got 75%). A
-        few-hundred-question template cannot find the one loudness direction among 2d clue dimensions; here it
-        is one of ~30 named, bounded features per keyword.
-        """
-        slots = object_slots(o_mask.shape[1], o_mask.device)
-        feats = torch.cat([GroundingHead.features(r) for r in referents], dim=-1)
-        keep = (o_mask & (o_kind == KEYWORD)).to(feats.dtype)[..., None]
-        return torch.einsum("bkc,kcd->bd", feats * keep, self.referent_readout[slots])
+        slots = object_slots(per_object.shape[1], per_object.device)
+        keep = (o_mask & (o_kind == KEYWORD)).to(per_object.dtype)[..., None]               # [B,K,1]
+        return torch.einsum("bkc,kcd->bd", per_object * keep, maps[slots])
 
     def _aggregate(self, f_q, low_v, x_a, hat_v, hat_a, obj, o_mask, clip_index
                    ) -> tuple[torch.Tensor, BranchOutput, BranchOutput]:
