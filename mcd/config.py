@@ -26,6 +26,11 @@ TEXT_OBJECT_CHOICES = ("both", "keywords", "types", "none")
 KD_MODE_CHOICES = ("kl", "mutual", "cos", "nce")
 
 
+def _extension(default: Any, what: str) -> Any:
+    """A config field that extends DESIGN §3; `what` (the field's metadata "extension") is the model card's words."""
+    return dataclasses.field(default=default, metadata={"extension": what})
+
+
 @dataclass
 class MCDConfig:
     """Everything that determines the MCD module's shape and behaviour (DESIGN §3).
@@ -65,18 +70,23 @@ class MCDConfig:
     kd_mode: str = "kl"                     # kl | mutual | cos | nce
     decision_fusion: bool = False           # keep decision-level AV fusion in the student's header
     teacher_logit_kd: bool = False          # extra KD from teacher logits to student logits
-    # reconstruction extensions (not in the figure; off = DESIGN §3 exactly; README "where we differ")
-    clue_gate: bool = False                 # each question token gates the clue it gathered (selects what it asks)
-    question_blocks: int = 0                # masked self-attention blocks over f̂_q before pooling
-    hops: int = 1                           # aggregation rounds; round r+1 queries with round r's f̂_q
-    object_clues: bool = False              # text objects gather their own clues and carry their slot order
-    object_readout: bool = False            # the pooled question adds the keywords' clues, one map per slot
-    sounding_patches: bool = False          # each patch token also carries (W patch) ⊙ (W audio of its segment)
-    object_grounding: bool = False          # a head on each keyword's clue predicts its referent (trained on scene graphs)
+    # reconstruction extensions (not in the figure; off = DESIGN §3 exactly; README "where we differ"). The text
+    # of each is what the model card says a recipe switches on (mcd.model_card.extensions_note).
+    clue_gate: bool = _extension(False, "each query gates the clue it gathered, FiLM-style")
+    question_blocks: int = _extension(0, "self-attention over the clue-attached question before pooling")
+    hops: int = _extension(1, "the aggregators run again with the clue-attached question")
+    object_clues: bool = _extension(False, "keywords gather their own clues and carry slot order")
+    object_readout: bool = _extension(False, "the pooled question adds the keywords' clues, one map per slot")
+    sounding_patches: bool = _extension(
+        False, "each patch token carries how its content matches the sound of its segment")
+    object_grounding: bool = _extension(
+        False, "in training, each keyword's clue also predicts what the keyword points at in the scene")
     grounding_classes: int = 0              # instrument classes of that head (set by training from the data)
     lambda_grounding: float = 1.0
-    referent_query: bool = False            # each keyword's read instrument queries patches and audio again
-    grounded_answer: bool = False           # the pooled question adds the grounding head's read-out of each keyword
+    referent_query: bool = _extension(
+        False, "the instrument each keyword is read to name looks up the patches and the audio again")
+    grounded_answer: bool = _extension(
+        False, "the pooled question adds what the grounding head reads for each keyword, one map per slot")
     # baselines: a removed modality is fed as zeros (same architecture, same harness)
     use_visual: bool = True
     use_audio: bool = True

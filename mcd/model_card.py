@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import platform
+from dataclasses import fields
 
 from mcd.config import MCDConfig
 from mcd.evaluate import format_table
@@ -24,18 +25,8 @@ def bar_note(report: dict) -> str:
             + (f", and these types are below {TARGET_TYPE * 100:.0f}%: {types}." if below else "."))
 
 
-#: MCDConfig fields that extend DESIGN §3 (README: "where we differ"), with what each one adds.
-EXTENSIONS = {
-    "clue_gate": "each query gates the clue it gathered, FiLM-style",
-    "object_clues": "keywords gather their own clues and carry slot order",
-    "object_readout": "the pooled question adds the keywords' clues, one map per slot",
-    "question_blocks": "self-attention over the clue-attached question before pooling",
-    "hops": "the aggregators run again with the clue-attached question",
-    "sounding_patches": "each patch token carries how its content matches the sound of its segment",
-    "object_grounding": "in training, each keyword's clue also predicts what the keyword points at in the scene",
-    "referent_query": "the instrument each keyword is read to name looks up the patches and the audio again",
-    "grounded_answer": "the pooled question adds what the grounding head reads for each keyword, one map per slot",
-}
+#: MCDConfig fields that extend DESIGN §3 (README: "where we differ"), with what each one adds (their metadata).
+EXTENSIONS = {f.name: f.metadata["extension"] for f in fields(MCDConfig) if "extension" in f.metadata}
 
 
 def extensions_note(model: dict) -> str:
