@@ -87,6 +87,10 @@ class MCDConfig:
         False, "the instrument each keyword is read to name looks up the patches and the audio again")
     grounded_answer: bool = _extension(
         False, "the pooled question adds what the grounding head reads for each keyword, one map per slot")
+    grounded_expert: bool = _extension(
+        False, "a second answerer reads only the question and what the grounding head reads for each keyword; "
+               "its log-probabilities join the answer's")
+    expert_weight: float = 2.0              # weight of the grounded expert's log-probabilities in the answer
     # baselines: a removed modality is fed as zeros (same architecture, same harness)
     use_visual: bool = True
     use_audio: bool = True
@@ -120,7 +124,7 @@ class MCDConfig:
         for name in ("contrastive_temperature", "kd_temperature"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lambda_con", "lambda_kd", "lambda_logit_kd", "lambda_grounding"):
+        for name in ("lambda_con", "lambda_kd", "lambda_logit_kd", "lambda_grounding", "expert_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.object_readout and not self.object_clues:
@@ -131,6 +135,8 @@ class MCDConfig:
             raise ConfigError("referent_query needs object_grounding (the query is the head's instrument read-out)")
         if self.grounded_answer and not self.object_grounding:
             raise ConfigError("grounded_answer needs object_grounding (it reads the grounding head's output)")
+        if self.grounded_expert and not self.object_grounding:
+            raise ConfigError("grounded_expert needs object_grounding (it reads the grounding head's output)")
         if self.object_grounding and self.grounding_classes < 1:
             raise ConfigError(f"object_grounding needs grounding_classes >= 1, got {self.grounding_classes}")
         if self.sounding_patches and self.hierarchy == "high":

@@ -240,6 +240,38 @@ def test_referent_query_adds_a_second_reading():
     assert torch.allclose(out.referents["position"], (readings[0]["position"] + readings[1]["position"]) / 2)
 
 
+def test_grounded_expert_joins_the_answer_and_learns_apart():
+    """With grounded_expert the prediction is log_softmax(student) + expert_weight · log_softmax(expert); the expert's
+    CE trains the expert alone, and every other weight starts and learns as it would without the flag."""
+    base = dict(object_clues=True, object_grounding=True, grounding_classes=5, referent_query=True)
+    torch.manual_seed(0)
+    plain = MCD(small_config(**base))
+    torch.manual_seed(0)
+    model = MCD(small_config(**base, grounded_expert=True, expert_weight=1.5))
+    plain_weights = dict(plain.named_parameters())
+    for name, p in model.named_parameters():
+        assert name.startswith("expert.") or torch.equal(p, plain_weights[name]), name
+    inputs = make_batch(model.config)
+    t = targets_for(model.config, 4, inputs["objects"].shape[1])
+    model.eval()
+    with torch.no_grad():
+        student = []
+        hook = model.header.register_forward_hook(lambda m, args, out: student.append(out))
+        out = model(**inputs, grounding=t)
+        hook.remove()
+        assert torch.equal(plain.eval()(**inputs, grounding=t).logits, student[0])
+    assert out.expert_logits.shape == out.logits.shape
+    assert torch.allclose(out.logits, student[0].log_softmax(-1) + 1.5 * out.expert_logits.log_softmax(-1))
+    assert out.losses["ce_student"] == torch.nn.functional.cross_entropy(student[0], inputs["labels"])
+    assert torch.allclose(out.loss, plain(**inputs, grounding=t).loss + out.losses["ce_expert"])
+    model.train()
+    model.zero_grad()
+    model(**inputs, grounding=t).losses["ce_expert"].backward()
+    for name, p in model.named_parameters():
+        moved = p.grad is not None and bool(p.grad.abs().sum() > 0)
+        assert moved == name.startswith("expert."), name
+
+
 def head_outputs(model: MCD, inputs: dict) -> list[tuple[torch.Tensor, ...]]:
     """The grounding head's raw output for each of its calls in one forward (one per reading)."""
     seen = []
@@ -256,9 +288,15 @@ def test_config_needs_object_clues_and_classes():
         small_config(object_grounding=True, grounding_classes=3)
     with pytest.raises(ConfigError, match="grounding_classes"):
         small_config(object_clues=True, object_grounding=True)
-    for flag in ("grounded_answer", "referent_query"):
+    for flag in ("grounded_answer", "referent_query", "grounded_expert"):
         with pytest.raises(ConfigError, match=f"{flag} needs object_grounding"):
             small_config(object_clues=True, **{flag: True})
+
+
+def test_config_refuses_a_negative_expert_weight():
+    with pytest.raises(ConfigError, match="expert_weight must be >= 0"):
+        small_config(object_clues=True, object_grounding=True, grounding_classes=3, grounded_expert=True,
+                     expert_weight=-1.0)
 
 
 def test_train_refuses_grounding_without_scenes_or_with_mirror(tmp_path):

@@ -25,7 +25,7 @@ from mcd.config import MCDConfig
 from mcd.model.aggregator import Aggregator, BranchOutput, QuestionBlocks, masked_token_mean
 from mcd.model.approximation import SemanticApproximation, distillation_loss, logit_distillation_loss
 from mcd.model.association import Association, MultiHeadAttention, info_nce
-from mcd.model.grounding import GroundingHead, GroundingTargets, ReferentQuery, grounding_loss
+from mcd.model.grounding import GroundedExpert, GroundingHead, GroundingTargets, ReferentQuery, grounding_loss
 from mcd.model.heads import PredictionHeader, TeacherHead
 
 KEYWORD, TYPE_WORD = 0, 1   # values of `objects_kind`
@@ -75,7 +75,8 @@ class MCDOutput:
     for a question with no usable object.
     """
 
-    logits: torch.Tensor                 # [B,C] student: the prediction
+    logits: torch.Tensor                 # [B,C] the prediction: the student's (with grounded_expert, log-probabilities
+                                         # of student + expert_weight · expert)
     teacher_logits: torch.Tensor         # [B,C] decision-level fusion: agreement only
     z_q: torch.Tensor                    # [B,d_z]
     z_v: torch.Tensor
@@ -84,6 +85,7 @@ class MCDOutput:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     clues: dict[str, torch.Tensor] = field(default_factory=dict)
     referents: dict[str, torch.Tensor] = field(default_factory=dict)   # GroundingHead.read (mean of its readings)
+    expert_logits: torch.Tensor | None = None   # [B,C] the grounded expert's own (grounded_expert)
 
 
 class MCD(nn.Module):
@@ -147,6 +149,9 @@ class MCD(nn.Module):
         self.approximation = SemanticApproximation(d, cfg.d_z)
         self.header = PredictionHeader(3 * d if cfg.decision_fusion else d, d, cfg.num_answers, cfg.dropout)
         self.teacher_head = TeacherHead(d, cfg.d_z, cfg.num_answers, cfg.dropout)
+        if cfg.grounded_expert:  # built last, so every other weight starts as it would without it
+            width = self.grounding.width * (2 if cfg.referent_query else 1)
+            self.expert = GroundedExpert(d, width, cfg.num_answers, MAX_OBJECT_SLOTS)
 
     # ------------------------------------------------------------------------------------------------
     def forward(self, visual: torch.Tensor, audio: torch.Tensor, question: torch.Tensor,
@@ -219,8 +224,8 @@ class MCD(nn.Module):
         if cfg.object_readout and br_v.object_clues is not None:
             clues = torch.cat([br_v.object_clues, br_a.object_clues], dim=-1)               # [B,K,2d]
             pooled = pooled + self._read_objects(clues, self.object_readout, o_mask, o_kind)
-        if cfg.grounded_answer and referents:
-            feats = torch.cat([GroundingHead.features(r) for r in referents], dim=-1)    # [B,K,readings·width]
+        feats = torch.cat([GroundingHead.features(r) for r in referents], dim=-1) if referents else None
+        if cfg.grounded_answer and referents:                                          # feats [B,K,readings·width]
             pooled = pooled + self._read_objects(feats, self.referent_readout, o_mask, o_kind)
 
         # teachers: question-attended associated features -> latents -> decision-level fusion
@@ -229,10 +234,15 @@ class MCD(nn.Module):
         att_a = self.av_pool(q_pool[:, None], hat_a, context_index=clip_index)[0][:, 0]
         z_q, z_v, z_a = self.approximation(att_v, att_a, pooled)
         header_in = torch.cat([pooled, att_v, att_a], dim=-1) if cfg.decision_fusion else pooled
-        logits = self.header(header_in)
+        student_logits = logits = self.header(header_in)
         teacher_logits = self.teacher_head(q_pool, z_v, z_a)
+        expert_logits = None
+        if cfg.grounded_expert and referents:   # detached: the expert learns from the model, never teaches it
+            read = self._read_objects(feats.detach(), self.expert.slot_maps, o_mask, o_kind)
+            expert_logits = self.expert(q_pool.detach(), read)
+            logits = student_logits.log_softmax(-1) + cfg.expert_weight * expert_logits.log_softmax(-1)
 
-        out = MCDOutput(logits, teacher_logits, z_q, z_v, z_a,
+        out = MCDOutput(logits, teacher_logits, z_q, z_v, z_a, expert_logits=expert_logits,
                         clues=self._clues(B, assoc_map if clip_index is None else assoc_map[clip_index],
                                           br_v, br_a, q_mask, o_mask, objects.shape[1]))
         if referents:  # with referent_query, the mean of both readings (v6 val position 94.8%: clue 92.2, query 87.6)
@@ -240,7 +250,8 @@ class MCD(nn.Module):
         if labels is not None:
             if video_index is None and av_shared:
                 video_index = torch.zeros(B, dtype=torch.long, device=question.device)
-            self._add_losses(out, labels, video_index, hat_v, hat_a, B, per_clip=clip_index is not None)
+            self._add_losses(out, student_logits, labels, video_index, hat_v, hat_a, B,
+                             per_clip=clip_index is not None)
             if grounding is not None and grounding_raw:
                 if tuple(grounding.position.shape) != tuple(o_mask.shape):
                     raise MCDInputError(f"grounding targets must be [B, K] = {tuple(o_mask.shape)}, "
@@ -304,11 +315,13 @@ class MCD(nn.Module):
                                 m([b.objects for b in branches]), branches[-1].object_clues)
         return q, mean_maps([o[0] for o in outs]), mean_maps([o[1] for o in outs])
 
-    def _add_losses(self, out: MCDOutput, labels: torch.Tensor, video_index: torch.Tensor | None,
-                    hat_v: torch.Tensor, hat_a: torch.Tensor, B: int, per_clip: bool = False) -> None:
+    def _add_losses(self, out: MCDOutput, student_logits: torch.Tensor, labels: torch.Tensor,
+                    video_index: torch.Tensor | None, hat_v: torch.Tensor, hat_a: torch.Tensor, B: int,
+                    per_clip: bool = False) -> None:
+        """The training losses of DESIGN §3.7 on the student's own logits (plus the grounded expert's CE)."""
         cfg = self.config
-        zero = out.logits.new_zeros(())
-        losses = {"ce_student": F.cross_entropy(out.logits, labels),
+        zero = student_logits.new_zeros(())
+        losses = {"ce_student": F.cross_entropy(student_logits, labels),
                   "ce_teacher": F.cross_entropy(out.teacher_logits, labels),
                   "contrastive": zero, "kd": zero, "logit_kd": zero}
         if cfg.contrastive_enabled:
@@ -323,10 +336,13 @@ class MCD(nn.Module):
             losses["kd"] = distillation_loss(out.z_q, out.z_v, out.z_a, cfg.kd_mode, cfg.kd_temperature,
                                              cfg.contrastive_temperature, video_index)
         if cfg.teacher_logit_kd and cfg.lambda_logit_kd > 0:
-            losses["logit_kd"] = logit_distillation_loss(out.teacher_logits, out.logits, cfg.kd_temperature)
+            losses["logit_kd"] = logit_distillation_loss(out.teacher_logits, student_logits, cfg.kd_temperature)
+        if out.expert_logits is not None:
+            losses["ce_expert"] = F.cross_entropy(out.expert_logits, labels)
         out.losses = losses
         out.loss = (losses["ce_student"] + losses["ce_teacher"] + cfg.lambda_con * losses["contrastive"]
-                    + cfg.lambda_kd * losses["kd"] + cfg.lambda_logit_kd * losses["logit_kd"])
+                    + cfg.lambda_kd * losses["kd"] + cfg.lambda_logit_kd * losses["logit_kd"]
+                    + losses.get("ce_expert", zero))
 
     def _clues(self, B: int, assoc_map: torch.Tensor, br_v: BranchOutput, br_a: BranchOutput,
                q_mask: torch.Tensor, o_mask: torch.Tensor, K: int) -> dict[str, torch.Tensor]:
