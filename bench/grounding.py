@@ -10,7 +10,8 @@ query. The split's clips come from the recipe's feature cache (val: never traine
 
 A last table asks whether the answer uses what the head knows: for every question that compares two referents
 ("Is the X louder / more rhythmic / playing longer than the Y?", by name or by side), the answer's accuracy beside
-the accuracy of the plain sign of the head's two read-outs of that scalar (each reading, and their mean).
+the accuracy of the plain sign of the head's two read-outs of that scalar (each reading, and their mean), and
+with `grounded_expert` the expert's own answer.
 """
 from __future__ import annotations
 
@@ -66,8 +67,11 @@ def main() -> None:
             t = inputs.pop("grounding")
             inputs.pop("labels")
             raw.clear()
-            answers = model(**inputs).logits.argmax(dim=-1)
-            reads = [GroundingHead.read(out) for out in raw]
+            out = model(**inputs)
+            answers = {"answer": out.logits.argmax(dim=-1)}
+            if out.expert_logits is not None:   # grounded_expert: its own answer too
+                answers["expert alone"] = out.expert_logits.argmax(dim=-1)
+            reads = [GroundingHead.read(r) for r in raw]
             for name, read in zip(readings, reads):
                 score(read, t, batch, keywords, right[name])
             score_comparisons(reads, readings, answers, batch, templates, compared)
@@ -81,15 +85,16 @@ def main() -> None:
         print()
     print(f"Comparison questions on the {args.split} split: the answer, and the sign of the head's two read-outs "
           "of the compared scalar\n")
-    cols = ["answer"] + [f"sign, {name}" for name in readings] + (["sign, mean"] if len(readings) > 1 else [])
+    cols = ["answer"] + (["expert alone"] if model.config.grounded_expert else []) + [
+        f"sign, {name}" for name in readings] + (["sign, mean"] if len(readings) > 1 else [])
     print("| template | n | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols))
     for template, cells in sorted(compared.items()):
         print(f"| {template} | {cells['n']} | " + " | ".join(f"{cells[c] / cells['n']:.1%}" for c in cols) + " |")
 
 
-def score_comparisons(reads: list[dict[str, torch.Tensor]], readings: list[str], answers: torch.Tensor, batch,
-                      templates: dict, compared) -> None:
-    """Add one batch's comparison questions to `compared`. The two referents compared are keywords K/2-1 and K-1
+def score_comparisons(reads: list[dict[str, torch.Tensor]], readings: list[str], answers: dict[str, torch.Tensor],
+                      batch, templates: dict, compared) -> None:
+    """Add one batch's comparison questions to `compared` (`answers`: predicted indices per column name). The two referents compared are keywords K/2-1 and K-1
     (slots 0 and 1 of "the X ... the Y", the sides 1 and 3 of "the X on the left ... the Y on the right")."""
     mean = {"scalars": torch.stack([r["scalars"] for r in reads]).mean(dim=0)}
     for i, qid in enumerate(batch.question_ids):
@@ -102,7 +107,8 @@ def score_comparisons(reads: list[dict[str, torch.Tensor]], readings: list[str],
         yes = bool(batch.labels[i] == answer_to_index("yes"))
         cells = compared[template]
         cells["n"] += 1
-        cells["answer"] += int(answers[i] == batch.labels[i])
+        for column, predicted in answers.items():
+            cells[column] += int(predicted[i] == batch.labels[i])
         for name, read in zip(readings + ["mean"], reads + [mean]):
             cells[f"sign, {name}"] += int(bool(read["scalars"][i, a, s] > read["scalars"][i, b, s]) == yes)
 
