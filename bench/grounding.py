@@ -94,8 +94,9 @@ def main() -> None:
 
 def score_comparisons(reads: list[dict[str, torch.Tensor]], readings: list[str], answers: dict[str, torch.Tensor],
                       batch, templates: dict, compared) -> None:
-    """Add one batch's comparison questions to `compared` (`answers`: predicted indices per column name). The two referents compared are keywords K/2-1 and K-1
-    (slots 0 and 1 of "the X ... the Y", the sides 1 and 3 of "the X on the left ... the Y on the right")."""
+    """Add one batch's comparison questions to `compared` (`answers`: predicted indices per column name). The two
+    referents compared are keywords K/2-1 and K-1 (slots 0 and 1 of "the X ... the Y", the sides 1 and 3 of "the X
+    on the left ... the Y on the right")."""
     mean = {"scalars": torch.stack([r["scalars"] for r in reads]).mean(dim=0)}
     for i, qid in enumerate(batch.question_ids):
         template = templates[qid]

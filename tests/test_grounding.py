@@ -272,6 +272,17 @@ def test_grounded_expert_joins_the_answer_and_learns_apart():
         assert moved == name.startswith("expert."), name
 
 
+def test_grounding_flags_build_nothing_without_text_objects():
+    """The text_objects="none" ablation of a grounded recipe (bench/ablations.py `no-text-objects`) builds and runs:
+    no keyword gathers a clue, so there is no head, no read-out and no expert, and the answer is the student's."""
+    cfg = small_config(object_clues=True, object_grounding=True, grounding_classes=5, referent_query=True,
+                       grounded_answer=True, grounded_expert=True, text_objects="none")
+    model = MCD(cfg)
+    assert not any(hasattr(model, part) for part in ("grounding", "referent_readout", "expert"))
+    out = model(**make_batch(cfg))
+    assert out.expert_logits is None and "ce_expert" not in out.losses and not out.referents
+
+
 def head_outputs(model: MCD, inputs: dict) -> list[tuple[torch.Tensor, ...]]:
     """The grounding head's raw output for each of its calls in one forward (one per reading)."""
     seen = []

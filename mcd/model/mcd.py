@@ -96,6 +96,8 @@ class MCD(nn.Module):
         d = cfg.d
         self.uses_low = cfg.hierarchy in ("both", "low")
         self.uses_objects = cfg.text_objects != "none"
+        # the grounding head needs keywords that gather clues: a text_objects="none" ablation builds none
+        self.uses_grounding = self.uses_objects and cfg.object_clues and cfg.object_grounding
 
         # basic-encoder projections [F]; the same text projection serves question tokens and text objects,
         # because the same text encoder produced both
@@ -123,7 +125,7 @@ class MCD(nn.Module):
                         self.referent_query = ReferentQuery(d, cfg.grounding_classes)
                     if cfg.grounded_answer:
                         # one map per keyword slot, so "X louder than Y" is loudness(X) - loudness(Y) read directly
-                        w = self.grounding.width * (2 if cfg.referent_query else 1)
+                        w = self.referent_width
                         self.referent_readout = nn.Parameter(torch.randn(MAX_OBJECT_SLOTS, w, d) / math.sqrt(w))
 
         self.association = Association(d, cfg.n_heads, cfg.n_blocks, cfg.ffn_mult, cfg.dropout,
@@ -149,9 +151,13 @@ class MCD(nn.Module):
         self.approximation = SemanticApproximation(d, cfg.d_z)
         self.header = PredictionHeader(3 * d if cfg.decision_fusion else d, d, cfg.num_answers, cfg.dropout)
         self.teacher_head = TeacherHead(d, cfg.d_z, cfg.num_answers, cfg.dropout)
-        if cfg.grounded_expert:  # built last, so every other weight starts as it would without it
-            width = self.grounding.width * (2 if cfg.referent_query else 1)
-            self.expert = GroundedExpert(d, width, cfg.num_answers, MAX_OBJECT_SLOTS)
+        if cfg.grounded_expert and self.uses_grounding:  # built last: other weights start as they would without it
+            self.expert = GroundedExpert(d, self.referent_width, cfg.num_answers, MAX_OBJECT_SLOTS)
+
+    @property
+    def referent_width(self) -> int:
+        """Features per keyword that `grounded_answer` and `grounded_expert` read: the head's, once per reading."""
+        return self.grounding.width * (2 if self.config.referent_query else 1)
 
     # ------------------------------------------------------------------------------------------------
     def forward(self, visual: torch.Tensor, audio: torch.Tensor, question: torch.Tensor,
@@ -224,8 +230,10 @@ class MCD(nn.Module):
         if cfg.object_readout and br_v.object_clues is not None:
             clues = torch.cat([br_v.object_clues, br_a.object_clues], dim=-1)               # [B,K,2d]
             pooled = pooled + self._read_objects(clues, self.object_readout, o_mask, o_kind)
-        feats = torch.cat([GroundingHead.features(r) for r in referents], dim=-1) if referents else None
-        if cfg.grounded_answer and referents:                                          # feats [B,K,readings·width]
+        feats = None                                                                   # [B,K,referent_width]
+        if referents and (cfg.grounded_answer or cfg.grounded_expert):
+            feats = torch.cat([GroundingHead.features(r) for r in referents], dim=-1)
+        if cfg.grounded_answer and referents:
             pooled = pooled + self._read_objects(feats, self.referent_readout, o_mask, o_kind)
 
         # teachers: question-attended associated features -> latents -> decision-level fusion
