@@ -95,6 +95,30 @@ def save_checkpoint(directory: str | Path, model: MCD, extra_config: dict[str, A
     return directory
 
 
+def update_checkpoint(directory: str | Path, model_config: MCDConfig, metrics: dict[str, Any] | None = None) -> Path:
+    """Rewrite a checkpoint's model config (and metrics.json) and nothing else: the weights file keeps its bytes.
+
+    For settings chosen after training that change no weight (`mcd calibrate`'s expert_type_weights). The new
+    config must build the same modules as the old one, which loading the result checks. The folder is copied,
+    edited and swapped into place like save_checkpoint's, so a failure leaves the old checkpoint whole.
+    """
+    directory = Path(directory)
+    config = _read_config(directory)
+    config["model"] = model_config.to_dict()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        shutil.copytree(directory, tmp, dirs_exist_ok=True)
+        _write_json(tmp / CONFIG_FILE, config)
+        if metrics is not None:
+            _write_json(tmp / METRICS_FILE, metrics)
+        load_checkpoint(tmp)
+        _swap_into_place(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
 def _check_replaceable(directory: Path) -> None:
     if not directory.is_dir():
         raise CheckpointError(f"cannot write a checkpoint to {directory}: it exists and is not a folder")

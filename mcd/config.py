@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mcd.questions import QUESTION_TYPES
 from mcd.vocab import NUM_ANSWERS
 
 
@@ -91,6 +92,9 @@ class MCDConfig:
         False, "a second answerer reads only the question and what the grounding head reads for each keyword; "
                "its log-probabilities join the answer's")
     expert_weight: float = 2.0              # weight of the grounded expert's log-probabilities in the answer
+    # per question type ("Audio/Counting", ...) weights chosen on val after training (`mcd calibrate`); a type
+    # that is not listed, or a question whose type is not known, uses `expert_weight`
+    expert_type_weights: dict = dataclasses.field(default_factory=dict)
     # baselines: a removed modality is fed as zeros (same architecture, same harness)
     use_visual: bool = True
     use_audio: bool = True
@@ -137,6 +141,19 @@ class MCDConfig:
             raise ConfigError("grounded_answer needs object_grounding (it reads the grounding head's output)")
         if self.grounded_expert and not self.object_grounding:
             raise ConfigError("grounded_expert needs object_grounding (it reads the grounding head's output)")
+        if not isinstance(self.expert_type_weights, dict):
+            raise ConfigError(f"expert_type_weights must be an object {{type: weight}}, "
+                              f"got {type(self.expert_type_weights).__name__}")
+        for kind, weight in self.expert_type_weights.items():
+            if kind not in QUESTION_TYPES:
+                raise ConfigError(f"expert_type_weights: unknown question type {kind!r} "
+                                  f"(known: {', '.join(QUESTION_TYPES)})")
+            _check_type(f"expert_type_weights[{kind!r}]", weight, float)
+            if weight < 0:
+                raise ConfigError(f"expert_type_weights[{kind!r}] must be >= 0, got {weight}")
+        self.expert_type_weights = {k: float(v) for k, v in self.expert_type_weights.items()}
+        if self.expert_type_weights and not self.grounded_expert:
+            raise ConfigError("expert_type_weights needs grounded_expert (they weight the expert's answer)")
         if self.object_grounding and self.grounding_classes < 1:
             raise ConfigError(f"object_grounding needs grounding_classes >= 1, got {self.grounding_classes}")
         if self.sounding_patches and self.hierarchy == "high":

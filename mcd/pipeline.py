@@ -23,7 +23,7 @@ from mcd.data.grounding import GROUNDING_INSTRUMENTS
 from mcd.data.text_bank import TextBank, object_phrases
 from mcd.encoders.encoder_set import EncoderSet
 from mcd.model.grounding import GROUNDING_POSITIONS
-from mcd.questions import LEXICON, TEMPLATES, EmptyQuestionError, parse
+from mcd.questions import LEXICON, TEMPLATES, EmptyQuestionError, parse, type_index
 from mcd.vocab import ANSWERS
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mcd-synth"
@@ -275,7 +275,8 @@ class Pipeline:
         out = self.model(visual=visual.unsqueeze(0).expand(n, *visual.shape),
                          audio=audio.unsqueeze(0).expand(n, *audio.shape),
                          question=tokens.float(), question_mask=mask, objects=objects, objects_mask=objects_mask,
-                         objects_kind=objects_kind)
+                         objects_kind=objects_kind,
+                         question_type=torch.tensor([type_index(p.type) for p in parsed], dtype=torch.long))
         student = out.logits.float().softmax(-1).numpy()
         teacher = out.teacher_logits.float().softmax(-1).numpy()
         cos_v = torch.nn.functional.cosine_similarity(out.z_q, out.z_v, dim=-1).numpy()

@@ -36,6 +36,13 @@ QUESTION_TYPES: tuple[str, ...] = (
     "Audio-Visual/Comparative", "Audio-Visual/Temporal",
 )
 
+UNKNOWN_TYPE_INDEX = -1  # the type index of a question that matches no template
+
+
+def type_index(question_type: str) -> int:
+    """Index of a "Modality/Kind" type in QUESTION_TYPES (the model's `question_type` input); -1 if it is none."""
+    return QUESTION_TYPES.index(question_type) if question_type in QUESTION_TYPES else UNKNOWN_TYPE_INDEX
+
 
 @dataclass(frozen=True)
 class Template:

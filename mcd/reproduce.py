@@ -1,9 +1,9 @@
 """`mcd reproduce --config configs/synth-default.json [--publish checkpoints/mcd-synth]`: every stage of a recipe.
 
-synth (train/val/test + a fresh test set of another seed) -> pretrain-encoders -> extract -> train -> evaluate the
-best checkpoint on the fresh test clips decoded from their mp4 files -> publish (checkpoint + metrics.json + model
-card). Each stage is the same CLI command a person would type; finished stages are skipped on a re-run, so an
-interrupted reproduction continues where it stopped.
+synth (train/val/test + a fresh test set of another seed) -> pretrain-encoders -> extract -> train -> calibrate
+(with grounded_expert) -> evaluate the best checkpoint on the fresh test clips decoded from their mp4 files ->
+publish (checkpoint + metrics.json + model card). Each stage is the same CLI command a person would type; finished
+stages are skipped on a re-run, so an interrupted reproduction continues where it stopped.
 """
 from __future__ import annotations
 
@@ -67,6 +67,14 @@ def _training_finished(out: Path, epochs: int, patience: int | None) -> bool:
     return state["epoch"] >= epochs or (patience is not None and state["stale"] >= patience)
 
 
+def _calibrated(best: Path) -> bool:
+    """True when the checkpoint already carries per-type expert weights (`mcd calibrate` ran on this best)."""
+    try:
+        return bool(json.loads((best / "config.json").read_text())["model"].get("expert_type_weights"))
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 def _newer(path: Path, than: Path) -> bool:
     return path.exists() and than.exists() and path.stat().st_mtime >= than.stat().st_mtime
 
@@ -108,10 +116,13 @@ def run(args: argparse.Namespace) -> int:
            done=_features_ready(root, recipe.encoders, recipe.data.features))
     _stage("train", ["train", "--config", args.config, "--quiet", "--resume"], seconds,
            done=_training_finished(out, recipe.train.epochs, recipe.train.patience))
+    if recipe.model.get("grounded_expert"):
+        _stage("calibrate", ["calibrate", "--config", args.config], seconds, done=_calibrated(out / "best"))
     report_path = out / "fresh-test-report.json"
     _stage("evaluate", ["evaluate", "--checkpoint", str(out / "best"), "--data", str(fresh), "--split", "test",
                         "--predictions", str(out / "fresh-test-predictions.jsonl"), "--report", str(report_path)],
-           seconds, done=_newer(report_path, out / "best" / "model.safetensors"))
+           seconds, done=_newer(report_path, out / "best" / "model.safetensors")
+           and _newer(report_path, out / "best" / "config.json"))
     report = json.loads(report_path.read_text())
     seconds = json.loads(seconds.read_text())
     print(format_table(report, label=recipe.name))

@@ -233,3 +233,23 @@ def test_config_json_not_json(saved):
     (path / "config.json").write_text("{oops")
     with pytest.raises(CheckpointError, match="config.json is not valid JSON"):
         load_checkpoint(path)
+
+
+def test_update_checkpoint_rewrites_the_config_and_keeps_the_weights_bytes(tmp_path):
+    """update_checkpoint (mcd calibrate's writer) changes config.json and metrics.json only; a config that would
+    build other modules is refused and the checkpoint is left as it was."""
+    cfg = MCDConfig(d=32, d_z=16, n_heads=4, object_clues=True, object_grounding=True, grounding_classes=3,
+                    grounded_expert=True)
+    directory = save_checkpoint(tmp_path / "ck", MCD(cfg), metrics={"val": {"acc": 0.5}})
+    weights = (directory / "model.safetensors").read_bytes()
+    new = MCDConfig.from_dict({**cfg.to_dict(), "expert_type_weights": {"Audio/Counting": 0.5}})
+    ckpt.update_checkpoint(directory, new, {"val": {"acc": 0.5, "calibrated_acc": 0.6}})
+    assert (directory / "model.safetensors").read_bytes() == weights
+    loaded = load_checkpoint(directory)
+    assert loaded.model.config.expert_type_weights == {"Audio/Counting": 0.5}
+    assert loaded.metrics == {"val": {"acc": 0.5, "calibrated_acc": 0.6}}
+    config_before = (directory / "config.json").read_text()
+    with pytest.raises(CheckpointError):
+        ckpt.update_checkpoint(directory, MCDConfig.from_dict({**new.to_dict(), "d": 64}))
+    assert (directory / "config.json").read_text() == config_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]      # no temporary folder left behind

@@ -15,6 +15,7 @@ import pytest
 from mcd.cli import main
 from mcd.data.grounding import GROUNDING_INSTRUMENTS
 from mcd.model import MCD
+from mcd.questions import QUESTION_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -108,14 +109,16 @@ def test_mirrored_training_runs_on_the_real_loop(quick_run):
     assert config["provenance"]["recipe"]["train"]["mirror"] is True
 
 
-def test_grounded_training_runs_on_the_real_loop(quick_run):
-    """`model.object_grounding` (with the shipped recipe's referent_query and grounded_answer) through `mcd train`:
-    the scene graphs are read beside the annotations, the logged grounding loss falls over two epochs, and the
-    checkpoint records the flags and loads with its head."""
+def test_grounded_training_runs_on_the_real_loop(quick_run, capsys):
+    """`model.object_grounding` (with the shipped recipe's referent_query, grounded_answer and grounded_expert)
+    through `mcd train`: the scene graphs are read beside the annotations, the logged grounding loss falls over two
+    epochs, and the checkpoint records the flags and loads with its head. Then `mcd calibrate` writes per-type
+    expert weights into it without touching the weights, and `mcd evaluate` on val, through the model's own
+    per-question lookup, scores exactly the calibrated accuracy it printed."""
     with contextlib.chdir(quick_run):
         assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "model.object_grounding=true",
                      "--set", "model.referent_query=true", "--set", "model.grounded_answer=true",
-                     "--set", "train.epochs=2", "--out", "runs/grounded"]) == 0
+                     "--set", "model.grounded_expert=true", "--set", "train.epochs=2", "--out", "runs/grounded"]) == 0
     log = [json.loads(line) for line in (quick_run / "runs/grounded/log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1, 2]
     assert 0 < log[1]["train_grounding"] < log[0]["train_grounding"]
@@ -124,3 +127,25 @@ def test_grounded_training_runs_on_the_real_loop(quick_run):
     assert config["model"]["grounding_classes"] == len(GROUNDING_INSTRUMENTS)
     model = MCD.from_pretrained(quick_run / "runs/grounded/best")
     assert model.grounding.proj.out_features > 0 and model.referent_readout.shape[1] == 2 * model.grounding.width
+
+    best = quick_run / "runs/grounded/best"
+    weights_before = (best / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    with contextlib.chdir(quick_run):
+        # the quick val split has ~15 questions per type: a low floor so that types get weights of their own
+        assert main(["calibrate", "--config", "synth-quick.json", "--checkpoint", "runs/grounded/best",
+                     "--min-questions", "5"]) == 0
+        printed = capsys.readouterr().out
+        assert main(["evaluate", "--checkpoint", "runs/grounded/best", "--data", "data/synth-quick", "--split", "val",
+                     "--features", "cache/synth-quick", "--report", "runs/grounded/val-report.json"]) == 0
+    config = json.loads((best / "config.json").read_text())
+    chosen = config["model"]["expert_type_weights"]
+    assert len(chosen) >= 5 and set(chosen) <= set(QUESTION_TYPES)
+    assert (best / "model.safetensors").read_bytes() == weights_before
+    metrics = json.loads((best / "metrics.json").read_text())
+    assert metrics["val"]["expert_type_weights"] == chosen
+    report = json.loads((quick_run / "runs/grounded/val-report.json").read_text())
+    assert f"{report['overall'] * 100:.2f}% per type" in printed
+    assert report["overall"] == pytest.approx(metrics["val"]["calibrated_acc"], abs=1e-9)
+    # per type, the chosen weight is at least as good as the single one, so calibration never loses on val
+    assert metrics["val"]["calibrated_acc"] >= metrics["val"]["acc"] - 1e-9

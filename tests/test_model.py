@@ -9,7 +9,7 @@ import torch
 
 from mcd.config import ConfigError, MCDConfig
 from mcd.model import MCD, MCDInputError
-from mcd.model.association import info_nce
+from mcd.model.association import ClipGroups, MultiHeadAttention, info_nce
 
 SMALL = dict(visual_dim=12, audio_dim=10, text_dim=16, d=32, d_z=16, T=4, P=4, n_heads=4, ffn_mult=2,
              dropout=0.0)
@@ -230,6 +230,41 @@ def test_per_clip_features_match_per_question_copies():
         torch.testing.assert_close(out.losses[name], ref.losses[name], atol=1e-5, rtol=1e-5)
     with pytest.raises(MCDInputError, match="index"):
         run(model, dict(per_clip, video_index=torch.tensor([0, 1, 2, 3, 0, 0])))
+
+
+@pytest.mark.parametrize("index", [[0, 0, 1, 1, 1, 2], [2, 0, 0, 1, 2, 2], [1, 1, 1, 1, 1, 1]])
+def test_attention_per_clip_matches_gathered_keys(index):
+    """MultiHeadAttention with context_index folds each clip's questions into one attention over that clip's keys:
+    outputs, weights and gradients equal those of every question reading its own copy of its clip's context, with
+    a per-clip key mask, for sorted rows (training batches), unsorted rows and one clip shared by all."""
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 4).eval()
+    index = torch.tensor(index)
+    x = torch.randn(6, 3, 16, requires_grad=True)
+    context = torch.randn(3, 7, 16, requires_grad=True)
+    key_mask = torch.ones(3, 7, dtype=torch.bool)
+    key_mask[1, 4:] = False
+    out, weights = attn(x, context, key_mask, context_index=index)
+    (out.square().sum() + weights.sum()).backward()
+    grads = x.grad.clone(), context.grad.clone()
+    x.grad, context.grad = None, None
+    ref_out, ref_weights = attn(x, context[index], key_mask[index])
+    (ref_out.square().sum() + ref_weights.sum()).backward()
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights, ref_weights, atol=1e-6, rtol=1e-5)
+    assert weights[index == 1][..., 4:].eq(0).all()
+    torch.testing.assert_close(grads[0], x.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[1], context.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_clip_groups_split_and_merge_restore_row_order():
+    index = torch.tensor([2, 0, 0, 1, 2, 0])
+    groups = ClipGroups(index)
+    rows = torch.arange(6) * 10
+    parts = groups.split(rows)
+    assert groups.clips == [0, 1, 2] and [p.tolist() for p in parts] == [[10, 20, 50], [30], [0, 40]]
+    assert groups.merge([p + 1 for p in parts]).tolist() == (rows + 1).tolist()
+    assert ClipGroups(torch.tensor([0, 0, 3])).order is None     # sorted rows: plain slicing, no permutation
 
 
 # --- modality switches and text-object kinds -------------------------------------------------------------

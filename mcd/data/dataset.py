@@ -15,6 +15,7 @@ import torch
 from mcd.data.mirror import mirror_record, mirror_visual
 from mcd.data.text_bank import TextBank, object_phrases
 from mcd.model.grounding import GroundingTargets
+from mcd.questions import type_index
 from mcd.vocab import answer_to_index
 
 
@@ -33,6 +34,7 @@ class Batch:
     video_index: torch.Tensor     # [B], the clip row of each question
     question_ids: list[int]
     grounding: GroundingTargets | None = None   # what each keyword points at (training with object_grounding)
+    question_type: torch.Tensor | None = None   # [B] index into QUESTION_TYPES (-1 unknown): the expert's weight
 
     def model_inputs(self) -> dict:
         inputs = dict(visual=self.visual, audio=self.audio, question=self.question, question_mask=self.question_mask,
@@ -40,6 +42,8 @@ class Batch:
                       labels=self.labels, video_index=self.video_index)
         if self.grounding is not None:
             inputs["grounding"] = self.grounding
+        if self.question_type is not None:
+            inputs["question_type"] = self.question_type
         return inputs
 
 
@@ -147,8 +151,9 @@ class QADataset(torch.utils.data.Dataset):
         if self.grounding is not None:
             grounding = self.grounding.targets([r.video_id for r in records], [r.keywords for r in records],
                                                objects.shape[1])
+        question_type = torch.tensor([type_index(r.type) for r in records], dtype=torch.long)
         return Batch(visual, audio, question, question_mask, objects, objects_mask, objects_kind, labels,
-                     video_index, [r.question_id for r in records], grounding)
+                     video_index, [r.question_id for r in records], grounding, question_type)
 
     def loader(self, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0,
                rank: int = 0, world_size: int = 1, mirror: bool = False) -> torch.utils.data.DataLoader:

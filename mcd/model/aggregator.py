@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from mcd.model.association import AssociationBlock, FeedForward, MultiHeadAttention
+from mcd.model.dropout import Dropout
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Aggregator(nn.Module):
             self.attn_obj = MultiHeadAttention(d, n_heads, dropout)
         self.ln_ffn = nn.LayerNorm(d)
         self.ffn = FeedForward(d, ffn_mult, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, q: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
                 objects: torch.Tensor | None, objects_mask: torch.Tensor | None,

@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mcd.model.dropout import Dropout
+
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention that also returns its weights averaged over heads.
@@ -27,15 +29,16 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(d, d)
         self.v_proj = nn.Linear(d, d)
         self.out_proj = nn.Linear(d, d)
-        self.attn_drop = nn.Dropout(dropout)
+        self.attn_drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None = None,
                 context_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B,Lq,d] attends to context [B|1,N,d]; key_mask [B|1,N] bool, True = a real key.
 
-        With `context_index` [B], context is [V,N,d] (one row per clip) and query row i attends to clip
-        context_index[i]: keys and values are projected once per clip, then gathered (a training batch holds
-        several questions per clip, and the K/V projections over T*P patch tokens dominate the cost).
+        With `context_index` [B], context is [V,N,d] (one row per clip, key_mask then [V,N]) and query row i
+        attends to clip context_index[i]: keys and values are projected once per clip and each clip's questions
+        are folded into one attention over them (a training batch holds several questions per clip, and copying
+        every clip's T*P patch keys to each of its questions, and back in the backward, cost 11% of a step).
 
         Returns (out [B,Lq,d], weights [B,Lq,N] averaged over heads). Queries with no real key get a zero
         output and zero weights, so an empty object list adds nothing instead of NaN.
@@ -46,10 +49,22 @@ class MultiHeadAttention(nn.Module):
         q = self.q_proj(x).view(B, Lq, h, dh).transpose(1, 2)            # [B,h,Lq,dh]
         k = self.k_proj(context).view(Bc, N, h, dh).transpose(1, 2)      # [Bc,h,N,dh]
         v = self.v_proj(context).view(Bc, N, h, dh).transpose(1, 2)
-        if context_index is not None:
-            # index_select: its backward is an index_add, much cheaper than advanced indexing's index_put
-            k, v, Bc = k.index_select(0, context_index), v.index_select(0, context_index), B
-        fold = Bc == 1 and B > 1
+        if context_index is None:
+            out, weights = self._attend(q, k, v, key_mask)
+        else:
+            groups = ClipGroups(context_index)
+            parts = [self._attend(q_clip, k[c:c + 1], v[c:c + 1], None if key_mask is None else key_mask[c:c + 1])
+                     for c, q_clip in zip(groups.clips, groups.split(q))]
+            out, weights = groups.merge([o for o, _ in parts]), groups.merge([w for _, w in parts])
+        out = out.transpose(1, 2).reshape(B, Lq, h * dh)
+        return self.out_proj(out), weights.mean(dim=1)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """q [B,h,Lq,dh] over k, v [B|1,h,N,dh] -> (out [B,h,Lq,dh], weights [B,h,Lq,N])."""
+        B, h, Lq, dh = q.shape
+        N = k.shape[2]
+        fold = k.shape[0] == 1 and B > 1
         if fold:  # one clip, B questions: fold B into the query axis so K/V are never copied B times
             q = q.transpose(0, 1).reshape(1, h, B * Lq, dh)
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(dh)
@@ -67,14 +82,45 @@ class MultiHeadAttention(nn.Module):
             out = (dropped.transpose(0, 1).reshape(1, h, B * Lq, N) @ v).view(h, B, Lq, dh).transpose(0, 1)
         else:
             out = dropped @ v                                            # [B,h,Lq,dh]
-        out = out.transpose(1, 2).reshape(B, Lq, h * dh)
-        return self.out_proj(out), weights.mean(dim=1)
+        return out, weights
+
+
+class ClipGroups:
+    """The rows of a batch grouped by the clip each reads (`clip_index` [B]), so a clip's keys serve all its rows.
+
+    Training and evaluation batches hold whole clips' questions in a row (mcd.data.dataset), so the rows are
+    usually sorted already and `split`/`merge` are slicing and concatenation; otherwise they sort and unsort.
+    """
+
+    def __init__(self, clip_index: torch.Tensor):
+        index = clip_index
+        self.order = None
+        if index.numel() > 1 and not bool((index[1:] >= index[:-1]).all()):
+            self.order = torch.argsort(index, stable=True)
+            index = index[self.order]
+        clips, counts = torch.unique_consecutive(index, return_counts=True)
+        self.clips, self.counts = clips.tolist(), counts.tolist()
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """x [B,...] -> one [n_clip,...] part per clip, in `clips` order."""
+        if self.order is not None:
+            x = x.index_select(0, self.order)
+        return x.split(self.counts)
+
+    def merge(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """The parts of `split` (transformed) back to [B,...] in the rows' original order."""
+        x = torch.cat(parts)
+        if self.order is None:
+            return x
+        inverse = torch.empty_like(self.order)
+        inverse[self.order] = torch.arange(len(self.order), device=self.order.device)
+        return x.index_select(0, inverse)
 
 
 class FeedForward(nn.Module):
     def __init__(self, d: int, mult: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d, mult * d), nn.GELU(), nn.Linear(mult * d, d), nn.Dropout(dropout))
+        self.net = nn.Sequential(nn.Linear(d, mult * d), nn.GELU(), nn.Linear(mult * d, d), Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -89,7 +135,7 @@ class AssociationBlock(nn.Module):
         self.attn = MultiHeadAttention(d, n_heads, dropout)
         self.ln2 = nn.LayerNorm(d)
         self.ffn = FeedForward(d, ffn_mult, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B,N,d]; key_mask [B,N] (True = real token) keeps padded tokens out of every token's attention."""

@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mcd.model.association import ClipGroups
+
 IGNORE = -100
 GROUNDING_POSITIONS = ("left", "middle", "right", "offscreen", "absent")
 GROUNDING_SCALARS = ("loudness", "log_rate", "onset", "sounding_time")
@@ -108,9 +110,14 @@ class ReferentQuery(nn.Module):
     @staticmethod
     def _lookup(q: torch.Tensor, context: torch.Tensor, clip_index: torch.Tensor | None) -> torch.Tensor:
         """q [B,K,d] reads context [B|1|V,N,d] (row clip_index[i] for query i when given) -> [B,K,d]."""
-        if clip_index is not None:
-            context = context.index_select(0, clip_index)
-        elif context.shape[0] != q.shape[0]:
+        if clip_index is not None:  # each clip's keywords read it in one product (no per-question copy)
+            groups = ClipGroups(clip_index)
+            return groups.merge([ReferentQuery._lookup(q_clip, context[c:c + 1], None)
+                                 for c, q_clip in zip(groups.clips, groups.split(q))])
+        if context.shape[0] == 1 and q.shape[0] > 1:
+            B, K, d = q.shape
+            return ReferentQuery._lookup(q.reshape(1, B * K, d), context, None).view(B, K, d)
+        if context.shape[0] != q.shape[0]:
             context = context.expand(q.shape[0], -1, -1)
         weights = (q @ context.transpose(1, 2) / math.sqrt(q.shape[-1])).softmax(dim=-1)
         return weights @ context

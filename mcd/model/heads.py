@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from mcd.model.dropout import Dropout
+
 
 class PredictionHeader(nn.Module):
     """Student: pooled f̂_q -> Dropout -> activation -> MLP -> C logits (the order the figure draws).
@@ -18,7 +20,7 @@ class PredictionHeader(nn.Module):
 
     def __init__(self, d_in: int, d: int, num_answers: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Dropout(dropout), nn.GELU(), nn.Linear(d_in, d), nn.GELU(),
+        self.net = nn.Sequential(Dropout(dropout), nn.GELU(), nn.Linear(d_in, d), nn.GELU(),
                                  nn.Linear(d, num_answers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -30,7 +32,7 @@ class TeacherHead(nn.Module):
 
     def __init__(self, d: int, d_z: int, num_answers: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d + 2 * d_z, d), nn.GELU(), nn.Dropout(dropout),
+        self.net = nn.Sequential(nn.Linear(d + 2 * d_z, d), nn.GELU(), Dropout(dropout),
                                  nn.Linear(d, num_answers))
 
     def forward(self, q: torch.Tensor, z_v: torch.Tensor, z_a: torch.Tensor) -> torch.Tensor:

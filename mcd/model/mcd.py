@@ -25,8 +25,10 @@ from mcd.config import MCDConfig
 from mcd.model.aggregator import Aggregator, BranchOutput, QuestionBlocks, masked_token_mean
 from mcd.model.approximation import SemanticApproximation, distillation_loss, logit_distillation_loss
 from mcd.model.association import Association, MultiHeadAttention, info_nce
+from mcd.model.dropout import Dropout
 from mcd.model.grounding import GroundedExpert, GroundingHead, GroundingTargets, ReferentQuery, grounding_loss
 from mcd.model.heads import PredictionHeader, TeacherHead
+from mcd.questions import QUESTION_TYPES
 
 KEYWORD, TYPE_WORD = 0, 1   # values of `objects_kind`
 MAX_OBJECT_SLOTS = 8        # objects past the 8th share the last slot embedding (templates have at most 4 keywords)
@@ -104,7 +106,7 @@ class MCD(nn.Module):
         self.visual_proj = nn.Sequential(nn.Linear(cfg.visual_dim, d), nn.LayerNorm(d))
         self.audio_proj = nn.Sequential(nn.Linear(cfg.audio_dim, d), nn.LayerNorm(d))
         self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.LayerNorm(d))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.pos_t = nn.Parameter(torch.randn(cfg.T, d) * 0.02)          # segment position
         self.mod_v = nn.Parameter(torch.randn(d) * 0.02)                 # modality embeddings e_v, e_a
         self.mod_a = nn.Parameter(torch.randn(d) * 0.02)
@@ -164,17 +166,21 @@ class MCD(nn.Module):
                 question_mask: torch.Tensor | None = None, objects: torch.Tensor | None = None,
                 objects_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 video_index: torch.Tensor | None = None, objects_kind: torch.Tensor | None = None,
-                grounding: GroundingTargets | None = None) -> MCDOutput:
+                grounding: GroundingTargets | None = None, question_type: torch.Tensor | None = None) -> MCDOutput:
         """visual [B|1,T,P,Dv], audio [B|1,T,Da], question [B,L,Dt], question_mask [B,L] (True = real token;
         None = all real), objects [B,K,Dt] with objects_mask [B,K] and objects_kind [B,K] (0 keyword,
         1 type word; None = all keywords), labels [B] answer indices, video_index [B] (equal = same clip;
         None = every row its own clip, or one clip when visual/audio are shared), grounding: what each keyword
-        points at (training with `object_grounding`; adds losses["grounding"] when labels are given too).
+        points at (training with `object_grounding`; adds losses["grounding"] when labels are given too),
+        question_type [B] index into mcd.questions.QUESTION_TYPES (-1 = unknown; None = all unknown): which of
+        `expert_type_weights` weighs the grounded expert's answer.
         """
         cfg = self.config
         q_mask, objects, o_mask, o_kind, av_shared = self._check_inputs(
             visual, audio, question, question_mask, objects, objects_mask, labels, video_index, objects_kind)
         B, T, P, d = question.shape[0], cfg.T, cfg.P, cfg.d
+        if question_type is not None:
+            self._check_question_type(question_type, B)
         # per-clip features: visual/audio hold V clips and video_index maps each question to its clip
         clip_index = video_index if (not av_shared and visual.shape[0] != B) else None
         if av_shared:
@@ -248,7 +254,8 @@ class MCD(nn.Module):
         if cfg.grounded_expert and referents:   # detached: the expert learns from the model, never teaches it
             read = self._read_objects(feats.detach(), self.expert.slot_maps, o_mask, o_kind)
             expert_logits = self.expert(q_pool.detach(), read)
-            logits = student_logits.log_softmax(-1) + cfg.expert_weight * expert_logits.log_softmax(-1)
+            weight = self._expert_weights(question_type, B, question.device)
+            logits = student_logits.log_softmax(-1) + weight * expert_logits.log_softmax(-1)
 
         out = MCDOutput(logits, teacher_logits, z_q, z_v, z_a, expert_logits=expert_logits,
                         clues=self._clues(B, assoc_map if clip_index is None else assoc_map[clip_index],
@@ -267,6 +274,26 @@ class MCD(nn.Module):
                 out.losses["grounding"] = sum(grounding_loss(raw, grounding) for raw in grounding_raw)
                 out.loss = out.loss + cfg.lambda_grounding * out.losses["grounding"]
         return out
+
+    def _expert_weights(self, question_type: torch.Tensor | None, B: int, device: torch.device) -> torch.Tensor:
+        """[B,1] weight of each question's expert log-probabilities: its type's in `expert_type_weights`, else
+        `expert_weight`. Why per type: one weight cannot serve all; on v7's val clips the expert added 9 points to
+        AV-Comparative at weight 2 but took 0.7 from Visual/Counting, where the student alone was right 97.8%."""
+        cfg = self.config
+        if question_type is None or not cfg.expert_type_weights:
+            return torch.full((B, 1), cfg.expert_weight, device=device)
+        table = torch.tensor([cfg.expert_type_weights.get(t, cfg.expert_weight) for t in QUESTION_TYPES]
+                             + [cfg.expert_weight], device=device)   # index -1 (unknown) is the last entry
+        return table[question_type.long()][:, None]
+
+    @staticmethod
+    def _check_question_type(question_type, B: int) -> None:
+        if (not isinstance(question_type, torch.Tensor) or tuple(question_type.shape) != (B,)
+                or question_type.is_floating_point()):
+            raise MCDInputError(f"question_type must be an integer tensor of shape ({B},), "
+                                f"got {getattr(question_type, 'shape', type(question_type).__name__)}")
+        if bool(((question_type < -1) | (question_type >= len(QUESTION_TYPES))).any()):
+            raise MCDInputError(f"question_type values must be -1 (unknown) or 0..{len(QUESTION_TYPES) - 1}")
 
     @staticmethod
     def _read_objects(per_object: torch.Tensor, maps: torch.Tensor, o_mask: torch.Tensor,
