@@ -38,6 +38,16 @@ def extensions_note(model: dict) -> str:
     return "The network is DESIGN §3 plus these extensions (see the project README): " + "; ".join(on) + "."
 
 
+def calibration_note(val: dict) -> str:
+    """The sentence on the per-type expert weights `mcd calibrate` chose on val (empty without calibration)."""
+    weights = val.get("expert_type_weights")
+    if not weights:
+        return ""
+    listed = ", ".join(f"{t} {w:g}" for t, w in weights.items())
+    return (f" `mcd calibrate` then chose the grounded expert's weight per question type on val ({listed}), "
+            f"which gives {val['calibrated_acc'] * 100:.2f}% on val; the test numbers above use them.")
+
+
 def render(name: str, recipe: dict, command: str, stage_seconds: dict, fresh_test: dict, val: dict,
            test_data: str, n_params: int) -> str:
     total_min = sum(stage_seconds.values()) / 60
@@ -62,7 +72,7 @@ over questions:
 
 {format_table(fresh_test, label=name)}
 
-Best validation accuracy during training: {val.get('acc', float('nan')) * 100:.2f}% (epoch {val.get('epoch')}).
+Best validation accuracy during training: {val.get('acc', float('nan')) * 100:.2f}% (epoch {val.get('epoch')}).{calibration_note(val)}
 
 ## Reproduce
 ```

@@ -39,3 +39,11 @@ def test_extensions_note_names_what_the_recipe_switches_on():
     note = extensions_note({"clue_gate": True, "object_readout": True, "hops": 2})
     assert "`clue_gate`" in note and "`object_readout`" in note and "`hops`" in note
     assert "object_clues" not in note and "question_blocks" not in note
+
+
+def test_card_names_the_calibrated_expert_weights_only_when_there_are_some():
+    from mcd.model_card import calibration_note
+    assert calibration_note({"acc": 0.86, "epoch": 16}) == ""
+    note = calibration_note({"acc": 0.86, "calibrated_acc": 0.8708,
+                             "expert_type_weights": {"Audio/Counting": 0.5, "Audio-Visual/Temporal": 6.0}})
+    assert "Audio/Counting 0.5, Audio-Visual/Temporal 6" in note and "87.08% on val" in note
