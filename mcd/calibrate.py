@@ -136,9 +136,10 @@ def calibrate_checkpoint(checkpoint: str | Path, recipe, batch_size: int = 128,
     scores = expert_scores(model, val.loader(batch_size, shuffle=False))
     default = model.config.expert_weight
     chosen = choose_type_weights(scores, default, min_questions=min_questions)
+    n = len(scores.labels)
     result = {"expert_type_weights": chosen,
-              "val_acc": float(scores.correct(default).float().mean()),
-              "calibrated_val_acc": float(scores.correct(per_question_weights(scores, default, chosen)).float().mean()),
+              "val_acc": int(scores.correct(default).sum()) / n,
+              "calibrated_val_acc": int(scores.correct(per_question_weights(scores, default, chosen)).sum()) / n,
               "table": type_table(scores, default, chosen)}
     model.config.expert_type_weights = chosen
     model.config.validate()

@@ -29,7 +29,7 @@ def test_checkpoint_card_reports_its_fresh_test_metrics():
 
 def test_checkpoint_reevaluates_to_its_metrics(tmp_path):
     """Load the committed checkpoint and evaluate it on the example clips decoded from their files: the same
-    code path as the fresh-test evaluation. It answers 24 of the 30 example questions right (84.7% on the fresh
+    code path as the fresh-test evaluation. It answers 25 of the 30 example questions right (85.7% on the fresh
     test set); a broken load would sit near the 42-way chance."""
     from mcd.pipeline import Pipeline
     pipe = Pipeline(CHECKPOINT)
