@@ -132,3 +132,30 @@ def test_requests_encode_only_their_questions(pipe, monkeypatch):
     r = pipe.answer(CLIP, [question], on_stage=stages.append).results[0]
     assert encoded == [[question]] and stages == ["clip", "questions"]
     assert r.objects[:2] == ["trumpet", "left"] and len(r.clues["objects"]) == len(r.objects)
+
+
+def test_each_question_gets_its_types_expert_weight(pipe):
+    """The demo asks the model with each question's type, so the per-type expert weights `mcd calibrate` chose
+    apply there as in evaluation: a question whose type has its own weight is answered differently from the single
+    `expert_weight`, and an unmatched question (type -1) gets exactly `expert_weight`."""
+    import torch
+
+    from mcd.questions import type_index
+    model = pipe.model
+    weights = model.config.expert_type_weights
+    assert weights, "the shipped checkpoint is calibrated (mcd reproduce runs mcd calibrate)"
+    seen = []
+    hook = model.register_forward_hook(lambda m, args, kwargs, out: seen.append((kwargs, out)), with_kwargs=True)
+    try:
+        results = pipe.answer(CLIP, EXAMPLE["questions"] + ["What colour is the violin on the left?"]).results
+    finally:
+        hook.remove()
+    kwargs, out = seen[-1]
+    kinds = kwargs["question_type"]
+    assert kinds.tolist() == [type_index(r.type) for r in results] and kinds[-1] == -1
+    with torch.no_grad():
+        uniform = model(**{**kwargs, "question_type": None}).logits
+    for i, r in enumerate(results):
+        np.testing.assert_allclose(r.student_probs, out.logits[i].softmax(-1).numpy(), atol=1e-6)
+        same = weights.get(r.type, model.config.expert_weight) == model.config.expert_weight
+        assert torch.allclose(out.logits[i], uniform[i]) == same, r.type

@@ -78,7 +78,7 @@ class MCDOutput:
     """
 
     logits: torch.Tensor                 # [B,C] the prediction: the student's (with grounded_expert, log-probabilities
-                                         # of student + expert_weight · expert)
+                                         # of student + w · expert, w per question type: `_expert_weights`)
     teacher_logits: torch.Tensor         # [B,C] decision-level fusion: agreement only
     z_q: torch.Tensor                    # [B,d_z]
     z_v: torch.Tensor
