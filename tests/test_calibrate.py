@@ -107,3 +107,11 @@ def test_choose_type_weights_per_type_with_ties_to_the_default():
     right = scores.correct(w)
     assert int(right.sum()) == 60 + 60 + 60 + 0 + 40 + 0 + 0     # one weight (2) for all: 60
     assert int(scores.correct(2.0).sum()) == 60
+
+
+def test_calibrating_a_model_without_expert_says_so():
+    from mcd.calibrate import CalibrationError, expert_scores
+    with pytest.raises(CalibrationError, match="no grounded expert"):
+        expert_scores(MCD(small_config()), [])
+    with pytest.raises(CalibrationError, match="no questions"):
+        expert_scores(MCD(small_config(**EXPERT)), [])
