@@ -16,7 +16,7 @@ from typing import Iterable
 
 import torch
 
-from mcd.questions import QUESTION_TYPES, UNKNOWN_TYPE_INDEX
+from mcd.questions import QUESTION_TYPES, UNKNOWN_TYPE_INDEX, per_type_table
 
 #: The weights tried per type: 0 is the student alone; past 6 the expert decides nearly every question alone.
 WEIGHT_GRID: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
@@ -41,6 +41,11 @@ class ExpertScores:
         """[N] bool: is the answer of log p_student + weight · log p_expert right (weight a scalar or [N])?"""
         w = weight[:, None] if isinstance(weight, torch.Tensor) else weight
         return (self.student + w * self.expert).argmax(-1) == self.labels
+
+    def of_type(self, index: int) -> "ExpertScores":
+        """The questions of QUESTION_TYPES[index] alone."""
+        rows = self.types == index
+        return ExpertScores(self.student[rows], self.expert[rows], self.labels[rows], self.types[rows])
 
 
 @torch.no_grad()
@@ -78,10 +83,9 @@ def choose_type_weights(scores: ExpertScores, default: float, grid: Iterable[flo
     grid = sorted(set(float(w) for w in grid) | {float(default)})
     chosen = {}
     for i, name in enumerate(QUESTION_TYPES):
-        rows = scores.types == i
-        if int(rows.sum()) < min_questions:
+        sub = scores.of_type(i)
+        if len(sub.labels) < min_questions:
             continue
-        sub = ExpertScores(scores.student[rows], scores.expert[rows], scores.labels[rows], scores.types[rows])
         right = {w: int(sub.correct(w).sum()) for w in grid}
         chosen[name] = max(grid, key=lambda w: (right[w], -abs(w - default)))
     return chosen
@@ -91,21 +95,18 @@ def type_table(scores: ExpertScores, default: float, chosen: dict[str, float]) -
     """Markdown: per type, questions, accuracy at `default`, the chosen weight and its accuracy."""
     lines = ["| type | questions | at expert_weight | chosen weight | calibrated |", "|---|---|---|---|---|"]
     for i, name in enumerate(QUESTION_TYPES):
-        rows = scores.types == i
-        n = int(rows.sum())
-        if not n:
+        sub = scores.of_type(i)
+        if not len(sub.labels):
             continue
-        sub = ExpertScores(scores.student[rows], scores.expert[rows], scores.labels[rows], scores.types[rows])
         w = chosen.get(name, default)
-        lines.append(f"| {name} | {n} | {sub.correct(default).float().mean() * 100:.2f} | {w:g} | "
+        lines.append(f"| {name} | {len(sub.labels)} | {sub.correct(default).float().mean() * 100:.2f} | {w:g} | "
                      f"{sub.correct(w).float().mean() * 100:.2f} |")
     return "\n".join(lines)
 
 
 def per_question_weights(scores: ExpertScores, default: float, chosen: dict[str, float]) -> torch.Tensor:
     """[N] the weight each question gets under `chosen` (the model's own lookup, see MCD._expert_weights)."""
-    table = torch.tensor([chosen.get(t, default) for t in QUESTION_TYPES] + [default])
-    return table[scores.types]
+    return torch.tensor(per_type_table(chosen, default))[scores.types]
 
 
 def calibrate_checkpoint(checkpoint: str | Path, recipe, batch_size: int = 128,
@@ -125,11 +126,10 @@ def calibrate_checkpoint(checkpoint: str | Path, recipe, batch_size: int = 128,
     encoders = EncoderSet.from_specs(loaded.config["encoders"], loaded.extra_tensors)
     if recipe.data.format == "cache":   # features from other encoders would calibrate on noise, silently
         from mcd.data.extract import encoder_meta
-        from mcd.data.features import FeatureCache, FeatureCacheError
+        from mcd.data.features import FeatureCache
 
         T = int(loaded.config.get("T", model.config.T))
-        if FeatureCache(recipe.data.features).meta != encoder_meta(encoders, T):
-            raise FeatureCacheError(f"{recipe.data.features} was extracted with other encoders or T than {checkpoint}")
+        FeatureCache(recipe.data.features).check_meta(encoder_meta(encoders, T), checkpoint)
     split = recipe.data.val_split
     records, load_features, bank = build_data(recipe, encoders.text, (split,))
     val = QADataset(records[split], load_features, bank)

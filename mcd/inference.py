@@ -84,9 +84,7 @@ def predict_split(checkpoint, data, split: str = "test", features=None, batch_si
                                     f"{next(iter(result['failed'].items()))}")
     else:
         cache = FeatureCache(features)
-        expected = encoder_meta(encoders, T)
-        if cache.meta != expected:
-            raise FeatureCacheError(f"{features} was extracted with other encoders or T than {checkpoint}")
+        cache.check_meta(encoder_meta(encoders, T), checkpoint)
     try:
         bank = TextBank(encoders.text, [r.question for r in records], [record_objects(r) for r in records])
         dataset = QADataset(records, cache.load, bank)

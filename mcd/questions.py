@@ -39,6 +39,12 @@ QUESTION_TYPES: tuple[str, ...] = (
 UNKNOWN_TYPE_INDEX = -1  # the type index of a question that matches no template
 
 
+def per_type_table(values: dict[str, float], default: float) -> list[float]:
+    """`values` by type as a list indexed like `type_index`: one entry per QUESTION_TYPES (a type not in `values`
+    gets `default`), then `default` once more, so that index -1 (an unknown type) picks `default` too."""
+    return [values.get(t, default) for t in QUESTION_TYPES] + [default]
+
+
 def type_index(question_type: str) -> int:
     """Index of a "Modality/Kind" type in QUESTION_TYPES (the model's `question_type` input); -1 if it is none."""
     return QUESTION_TYPES.index(question_type) if question_type in QUESTION_TYPES else UNKNOWN_TYPE_INDEX

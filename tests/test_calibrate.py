@@ -115,3 +115,14 @@ def test_calibrating_a_model_without_expert_says_so():
         expert_scores(MCD(small_config()), [])
     with pytest.raises(CalibrationError, match="no questions"):
         expert_scores(MCD(small_config(**EXPERT)), [])
+
+
+def test_features_of_other_encoders_are_refused(tmp_path):
+    """The check `mcd calibrate` and `mcd evaluate --features` share: a cache written for other encoders or T."""
+    from mcd.data.features import FeatureCache, FeatureCacheError
+    meta = {"T": 10, "encoders": {"visual": {"id": "synth", "digest": "a"}, "audio": {"id": "synth", "digest": "b"}}}
+    FeatureCache(tmp_path, meta=meta)
+    cache = FeatureCache(tmp_path)
+    cache.check_meta(meta, "ck")
+    with pytest.raises(FeatureCacheError, match=f"{tmp_path} was extracted with other encoders or T than ck"):
+        cache.check_meta({**meta, "T": 8}, "ck")

@@ -46,6 +46,11 @@ class FeatureCache:
                 raise FeatureCacheError(f"{self.root} is not a feature cache (no {self.META}); run `mcd extract` first")
             self.meta = json.loads(meta_path.read_text())
 
+    def check_meta(self, expected: dict, source: str | os.PathLike) -> None:
+        """Refuse features extracted with other encoders or T than `source` (a checkpoint) expects."""
+        if self.meta != expected:
+            raise FeatureCacheError(f"{self.root} was extracted with other encoders or T than {source}")
+
     def path(self, video_id: str) -> Path:
         return self.root / f"{video_id}.safetensors"
 

@@ -12,6 +12,8 @@ module has no state, so a checkpoint trained with nn.Dropout loads into it and e
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -20,9 +22,7 @@ LANES = 32768   # each 16-bit lane keeps 15 random bits (int64 `random_` leaves 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], threshold: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Bool [shape], each element True with probability 1 - threshold / LANES, from the default generator."""
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(shape)
     draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_()
     lanes = draws.view(torch.int16)[:n] & (LANES - 1)
     return (lanes >= threshold).view(shape)

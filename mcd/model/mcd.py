@@ -28,7 +28,7 @@ from mcd.model.association import Association, MultiHeadAttention, info_nce
 from mcd.model.dropout import Dropout
 from mcd.model.grounding import GroundedExpert, GroundingHead, GroundingTargets, ReferentQuery, grounding_loss
 from mcd.model.heads import PredictionHeader, TeacherHead
-from mcd.questions import QUESTION_TYPES
+from mcd.questions import QUESTION_TYPES, per_type_table
 
 KEYWORD, TYPE_WORD = 0, 1   # values of `objects_kind`
 MAX_OBJECT_SLOTS = 8        # objects past the 8th share the last slot embedding (templates have at most 4 keywords)
@@ -282,8 +282,7 @@ class MCD(nn.Module):
         cfg = self.config
         if question_type is None or not cfg.expert_type_weights:
             return torch.full((B, 1), cfg.expert_weight, device=device)
-        table = torch.tensor([cfg.expert_type_weights.get(t, cfg.expert_weight) for t in QUESTION_TYPES]
-                             + [cfg.expert_weight], device=device)   # index -1 (unknown) is the last entry
+        table = torch.tensor(per_type_table(cfg.expert_type_weights, cfg.expert_weight), device=device)
         return table[question_type.long()][:, None]
 
     @staticmethod
