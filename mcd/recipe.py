@@ -54,6 +54,7 @@ class TrainSection:
     head: str = "student"               # which head decides at evaluation ("teacher" = decision-level baseline)
     patience: int | None = None         # stop after this many epochs without a better val accuracy
     mirror: bool = False                # see each training clip left-right mirrored in about half the epochs
+    ema: float | None = None            # evaluate, keep and publish a moving average of the weights (decay)
 
 
 @dataclass

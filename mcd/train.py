@@ -1,12 +1,14 @@
 """`mcd train --config configs/NAME.json`: the plain training loop (nanoGPT-style: no framework).
 
 Adam with linear warm-up and cosine decay, gradient clipping, the best-on-val checkpoint, a JSONL log, resume from
-`OUT/last.pt`, seeds. Multi-process data parallel through `torchrun` (gloo on CPU, nccl on GPU): every rank sees
+`OUT/last.pt`, seeds, and optionally a moving average of the weights (`train.ema`, `mcd/ema.py`) that is what gets
+evaluated and saved. Multi-process data parallel through `torchrun` (gloo on CPU, nccl on GPU): every rank sees
 its own share of the video-grouped batches; rank 0 evaluates, logs and saves.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -27,6 +29,7 @@ from mcd.data.grounding import GROUNDING_INSTRUMENTS, GroundingError, SceneGroun
 from mcd.data.mirror import MirrorError, grid_side, mirror_record
 from mcd.data.music_avqa import load_annotations
 from mcd.data.text_bank import TextBank
+from mcd.ema import WeightAverage
 from mcd.inference import accuracy, prediction_rows
 from mcd.model.mcd import MCD
 from mcd.recipe import Recipe, RecipeError, load_recipe
@@ -152,6 +155,10 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
                                     rank=dist.rank, world_size=dist.world_size, mirror=cfg.mirror)
     val_loader = val_set.loader(cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
     total_steps = cfg.epochs * len(train_loader)
+    try:
+        average = WeightAverage(model, cfg.ema) if cfg.ema is not None else None
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from exc
 
     state = {"epoch": 0, "step": 0, "best_acc": -1.0, "best": None, "stale": 0}
     last_path = out / "last.pt"
@@ -162,6 +169,10 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
         optimizer.load_state_dict(saved["optimizer"])
         state = json.loads(saved["state"])
         torch.set_rng_state(saved["rng"])
+        if average is not None:
+            if "ema" not in saved:
+                raise RecipeError(f"{last_path} was saved without train.ema; resume it without, or start afresh")
+            average.load_state_dict(saved["ema"])
     # a fresh run starts its own log: appending would splice an older run's epochs into this one's
     log = open(out / "log.jsonl", "a" if resumed else "w") if dist.is_main else None
     ood_stats = None
@@ -182,6 +193,8 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
+            if average is not None:
+                average.update(model)
             state["step"] += 1
             n_batches += 1
             for k, v in {"loss": out_.loss, **out_.losses}.items():
@@ -189,33 +202,42 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
             bar.set_postfix(loss=f"{sums['loss'] / n_batches:.3f}")
         state["epoch"] = epoch + 1
         if dist.is_main:
-            rows = prediction_rows(model, val_loader, head=cfg.head)
-            val_acc = accuracy(rows, val_answers)
-            teacher_acc = accuracy(rows, val_answers, key="teacher_pred")
-            entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
-                     **{f"train_{k}": v / max(1, n_batches) for k, v in sums.items()},
-                     "val_acc": val_acc, "val_teacher_acc": teacher_acc,
-                     "elapsed_s": round(time.perf_counter() - started, 1)}
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-            if progress:
-                print(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} val acc {val_acc:.4f} "
-                      f"(teacher {teacher_acc:.4f})", flush=True)
-            if val_acc > state["best_acc"]:
-                state.update(best_acc=val_acc, best=entry, stale=0)
-                if ood_stats is None:
-                    ood_stats = ood.calibrate(load_features(v) for v in sorted({r.video_id for r in train_set.records}))
-                save_checkpoint(out / "best", model,
-                                extra_config={"encoders": encoders.specs(), "T": config.T, "ood": ood_stats,
-                                              "provenance": {"recipe": recipe.to_dict(), "epoch": epoch + 1,
-                                                             "val_acc": val_acc, "head": cfg.head}},
-                                extra_tensors=encoders.state_tensors(),
-                                metrics={"val": {"acc": val_acc, "teacher_acc": teacher_acc, "epoch": epoch + 1}})
-            else:
-                state["stale"] += 1
+            raw_acc = None
+            if average is not None:  # the raw weights' score too, so the log shows what the average adds
+                raw_acc = accuracy(prediction_rows(model, val_loader, head=cfg.head), val_answers)
+            with average.applied(model) if average is not None else contextlib.nullcontext():
+                rows = prediction_rows(model, val_loader, head=cfg.head)
+                val_acc = accuracy(rows, val_answers)
+                teacher_acc = accuracy(rows, val_answers, key="teacher_pred")
+                entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+                         **{f"train_{k}": v / max(1, n_batches) for k, v in sums.items()},
+                         "val_acc": val_acc, "val_teacher_acc": teacher_acc,
+                         **({"val_acc_raw": raw_acc} if raw_acc is not None else {}),
+                         "elapsed_s": round(time.perf_counter() - started, 1)}
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+                if progress:
+                    print(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} val acc {val_acc:.4f} "
+                          f"(teacher {teacher_acc:.4f})" + (f" raw weights {raw_acc:.4f}" if raw_acc is not None
+                                                             else ""), flush=True)
+                if val_acc > state["best_acc"]:
+                    state.update(best_acc=val_acc, best=entry, stale=0)
+                    if ood_stats is None:
+                        ood_stats = ood.calibrate(load_features(v)
+                                                  for v in sorted({r.video_id for r in train_set.records}))
+                    save_checkpoint(out / "best", model,
+                                    extra_config={"encoders": encoders.specs(), "T": config.T, "ood": ood_stats,
+                                                  "provenance": {"recipe": recipe.to_dict(), "epoch": epoch + 1,
+                                                                 "val_acc": val_acc, "head": cfg.head}},
+                                    extra_tensors=encoders.state_tensors(),
+                                    metrics={"val": {"acc": val_acc, "teacher_acc": teacher_acc,
+                                                     "epoch": epoch + 1}})
+                else:
+                    state["stale"] += 1
             tmp = last_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "state": json.dumps(state), "rng": torch.get_rng_state()}, tmp)
+                        "state": json.dumps(state), "rng": torch.get_rng_state(),
+                        **({"ema": average.state_dict()} if average is not None else {})}, tmp)
             os.replace(tmp, last_path)
         stop = torch.tensor([int(cfg.patience is not None and state["stale"] >= cfg.patience)])
         if dist.enabled:

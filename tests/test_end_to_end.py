@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from mcd.cli import main
 from mcd.data.grounding import GROUNDING_INSTRUMENTS
@@ -150,3 +151,35 @@ def test_grounded_training_runs_on_the_real_loop(quick_run, capsys):
     assert report["overall"] == pytest.approx(metrics["val"]["calibrated_acc"], abs=1e-9)
     # per type, the chosen weight is at least as good as the single one, so calibration never loses on val
     assert metrics["val"]["calibrated_acc"] >= metrics["val"]["acc"] - 1e-9
+
+
+def test_weight_average_is_what_training_evaluates_saves_and_resumes(quick_run, capsys):
+    """`train.ema` through `mcd train`: the best checkpoint holds the averaged weights (not the optimizer's raw
+    ones), the log scores both, and `--resume` carries the average on (its update count is every step of both
+    epochs). Resuming a run saved without an average, with one, is a clear error rather than an average that
+    silently restarts from the last weights."""
+    with contextlib.chdir(quick_run):
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "train.ema=0.99",
+                     "--set", "train.epochs=1", "--out", "runs/ema"]) == 0
+        first = torch.load("runs/ema/last.pt", map_location="cpu", weights_only=True)
+        best = MCD.from_pretrained("runs/ema/best").state_dict()
+        shadow = first["ema"]["shadow"]
+        assert shadow and all(torch.equal(best[k], v) for k, v in shadow.items())
+        assert any(not torch.equal(first["model"][k], v) for k, v in shadow.items())
+        steps = json.loads(first["state"])["step"]
+        assert first["ema"]["updates"] == steps > 0
+
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--resume", "--set", "train.ema=0.99",
+                     "--set", "train.epochs=2", "--out", "runs/ema"]) == 0
+        second = torch.load("runs/ema/last.pt", map_location="cpu", weights_only=True)
+        assert second["ema"]["updates"] == json.loads(second["state"])["step"] == 2 * steps
+        log = [json.loads(line) for line in Path("runs/ema/log.jsonl").read_text().splitlines()]
+        assert [e["epoch"] for e in log] == [1, 2]
+        assert all(0 < e["val_acc_raw"] <= 1 and 0 < e["val_acc"] <= 1 for e in log)
+
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "train.epochs=1",
+                     "--out", "runs/no-ema"]) == 0
+        capsys.readouterr()
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--resume", "--set", "train.ema=0.99",
+                     "--set", "train.epochs=2", "--out", "runs/no-ema"]) == 2
+        assert "saved without train.ema" in capsys.readouterr().err
