@@ -156,7 +156,9 @@ def test_grounded_answer_reads_the_head_and_only_the_keywords():
         inputs = make_batch(model.config, labels=False)
         before = model(**inputs).logits
         with torch.no_grad():
-            model.grounding.proj.bias[:5] += 3.0          # the instrument logits, for every object
+            # one instrument's logit, for every object (all five at once would leave their softmax unchanged:
+            # the test then passed or failed on float rounding alone, depending on the CPU's kernels)
+            model.grounding.proj.bias[0] += 3.0
         assert torch.allclose(model(**inputs).logits, before) is not on
     # objects: keyword, type word, keyword (padded in odd rows). Changing the type word's read-out alone...
     torch.manual_seed(0)
