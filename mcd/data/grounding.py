@@ -52,6 +52,28 @@ class SceneGrounding:
     def __init__(self, scenes: Sequence[Scene], T: int):
         self.scenes = {s.video_id: s for s in scenes}
         self.T = T
+        self._attributes: dict[tuple[str, str], dict | None] = {}   # (video, keyword) -> targets, every epoch's
+
+    def attributes(self, video_id: str, word: str) -> dict | None:
+        """What `word` points at in the clip (referent_attributes / absent_attributes, the lists as tensors), None
+        if nothing. Kept: training asks the same questions every epoch, and building these anew was half of the
+        time a batch took to collate."""
+        key = (video_id, word)
+        if key not in self._attributes:
+            scene = self.scenes.get(video_id)
+            if scene is None:
+                raise GroundingError(f"clip {video_id} has no scene graph in scenes.jsonl")
+            source = keyword_referent(scene, word)
+            if source is not None:
+                a = referent_attributes(source, scene.duration, self.T)
+            elif word in GROUNDING_INSTRUMENTS and all(s.instrument != word for s in scene.sources):
+                a = absent_attributes(word, self.T)
+            else:
+                a = None
+            if a is not None:
+                a = {**a, "scalars": torch.tensor(a["scalars"]), "segments": torch.tensor(a["segments"])}
+            self._attributes[key] = a
+        return self._attributes[key]
 
     @classmethod
     def from_benchmark(cls, root: str | Path, T: int) -> "SceneGrounding":
@@ -73,19 +95,14 @@ class SceneGrounding:
                                scalars=torch.zeros(B, K, len(GROUNDING_SCALARS)), segments=torch.zeros(B, K, T),
                                sounds=torch.zeros(B, K))
         for i, (video_id, words) in enumerate(zip(video_ids, keywords, strict=True)):
-            scene = self.scenes.get(video_id)
-            if scene is None:
+            if video_id not in self.scenes:
                 raise GroundingError(f"clip {video_id} has no scene graph in scenes.jsonl")
             for j, word in enumerate(words[:K]):
-                source = keyword_referent(scene, word)
-                if source is not None:
-                    a = referent_attributes(source, scene.duration, T)
-                elif word in GROUNDING_INSTRUMENTS and all(s.instrument != word for s in scene.sources):
-                    a = absent_attributes(word, T)
-                else:
+                a = self.attributes(video_id, word)
+                if a is None:
                     continue
                 out.instrument[i, j], out.position[i, j] = a["instrument"], a["position"]
-                out.scalars[i, j] = torch.tensor(a["scalars"])
-                out.segments[i, j] = torch.tensor(a["segments"])
+                out.scalars[i, j] = a["scalars"]
+                out.segments[i, j] = a["segments"]
                 out.sounds[i, j] = a["sounds"]
         return out
