@@ -56,9 +56,13 @@ class WeightAverage:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue a saved average. Its decay must be this one's: a resumed run that changed `train.ema` would
+        publish an average that no single recipe describes."""
         if set(state["shadow"]) != set(self.shadow):
             raise ValueError("the saved weight average was taken over other tensors than this model's")
-        self.decay = float(state["decay"])
+        if float(state["decay"]) != self.decay:
+            raise ValueError(f"the run was saved with train.ema={float(state['decay'])}, not {self.decay}; resume it "
+                             "with the same value, or start afresh")
         self.updates = int(state["updates"])
         for k, v in state["shadow"].items():
             self.shadow[k].copy_(v)

@@ -120,6 +120,12 @@ def feature_dims(load_features, video_id: str, text_dim: int) -> dict:
     return {"visual_dim": Dv, "audio_dim": feats["audio"].shape[-1], "text_dim": text_dim, "T": T, "P": P}
 
 
+def evaluated_weights(model: torch.nn.Module, average: WeightAverage | None):
+    """The block in which `model` holds the weights training evaluates and saves: the moving average when the
+    recipe keeps one (`train.ema`), else the optimizer's own."""
+    return average.applied(model) if average is not None else contextlib.nullcontext()
+
+
 def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
     """Train per `recipe`; returns the best val metrics. Writes OUT/best (checkpoint), OUT/last.pt, OUT/log.jsonl."""
     from mcd.checkpoint import save_checkpoint
@@ -170,10 +176,16 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
         optimizer.load_state_dict(saved["optimizer"])
         state = json.loads(saved["state"])
         torch.set_rng_state(saved["rng"])
+        if average is None and "ema" in saved:
+            raise RecipeError(f"{last_path} was saved with train.ema={saved['ema']['decay']}; resume it with the same "
+                              "value, or start afresh")
         if average is not None:
             if "ema" not in saved:
                 raise RecipeError(f"{last_path} was saved without train.ema; resume it without, or start afresh")
-            average.load_state_dict(saved["ema"])
+            try:
+                average.load_state_dict(saved["ema"])
+            except ValueError as exc:
+                raise RecipeError(f"{last_path}: {exc}") from exc
     # a fresh run starts its own log: appending would splice an older run's epochs into this one's
     log = open(out / "log.jsonl", "a" if resumed else "w") if dist.is_main else None
     ood_stats = None
@@ -206,26 +218,27 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
             raw_acc = None
             if average is not None:  # the raw weights' score too, so the log shows what the average adds
                 raw_acc = accuracy(prediction_rows(model, val_loader, head=cfg.head), val_answers)
-            with average.applied(model) if average is not None else contextlib.nullcontext():
+            with evaluated_weights(model, average):
                 rows = prediction_rows(model, val_loader, head=cfg.head)
-                val_acc = accuracy(rows, val_answers)
-                teacher_acc = accuracy(rows, val_answers, key="teacher_pred")
-                entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
-                         **{f"train_{k}": v / max(1, n_batches) for k, v in sums.items()},
-                         "val_acc": val_acc, "val_teacher_acc": teacher_acc,
-                         **({"val_acc_raw": raw_acc} if raw_acc is not None else {}),
-                         "elapsed_s": round(time.perf_counter() - started, 1)}
-                log.write(json.dumps(entry) + "\n")
-                log.flush()
-                if progress:
-                    print(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} val acc {val_acc:.4f} "
-                          f"(teacher {teacher_acc:.4f})" + (f" raw weights {raw_acc:.4f}" if raw_acc is not None
-                                                             else ""), flush=True)
-                if val_acc > state["best_acc"]:
-                    state.update(best_acc=val_acc, best=entry, stale=0)
-                    if ood_stats is None:
-                        ood_stats = ood.calibrate(load_features(v)
-                                                  for v in sorted({r.video_id for r in train_set.records}))
+            val_acc = accuracy(rows, val_answers)
+            teacher_acc = accuracy(rows, val_answers, key="teacher_pred")
+            entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+                     **{f"train_{k}": v / max(1, n_batches) for k, v in sums.items()},
+                     "val_acc": val_acc, "val_teacher_acc": teacher_acc,
+                     **({"val_acc_raw": raw_acc} if raw_acc is not None else {}),
+                     "elapsed_s": round(time.perf_counter() - started, 1)}
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+            if progress:
+                print(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} val acc {val_acc:.4f} "
+                      f"(teacher {teacher_acc:.4f})" + (f" raw weights {raw_acc:.4f}" if raw_acc is not None
+                                                         else ""), flush=True)
+            if val_acc > state["best_acc"]:
+                state.update(best_acc=val_acc, best=entry, stale=0)
+                if ood_stats is None:
+                    ood_stats = ood.calibrate(load_features(v)
+                                              for v in sorted({r.video_id for r in train_set.records}))
+                with evaluated_weights(model, average):
                     save_checkpoint(out / "best", model,
                                     extra_config={"encoders": encoders.specs(), "T": config.T, "ood": ood_stats,
                                                   "provenance": {"recipe": recipe.to_dict(), "epoch": epoch + 1,
@@ -233,8 +246,8 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
                                     extra_tensors=encoders.state_tensors(),
                                     metrics={"val": {"acc": val_acc, "teacher_acc": teacher_acc,
                                                      "epoch": epoch + 1}})
-                else:
-                    state["stale"] += 1
+            else:
+                state["stale"] += 1
             tmp = last_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "state": json.dumps(state), "rng": torch.get_rng_state(),

@@ -70,19 +70,24 @@ def test_applied_swaps_the_average_in_and_restores_the_raw_weights_even_on_error
     assert torch.equal(model.lin.weight, raw["lin.weight"])
 
 
-def test_state_round_trip_and_a_foreign_state_is_refused():
+def test_state_round_trip_and_a_foreign_state_or_another_decay_is_refused():
     model = Tiny()
     average = WeightAverage(model, decay=0.99)
     for value in (1.0, 2.0, 3.0):
         _set(model, value)
         average.update(model)
     saved = average.state_dict()
-    restored = WeightAverage(Tiny(), decay=0.5)
+    restored = WeightAverage(Tiny(), decay=0.99)
     restored.load_state_dict({k: (dict(v) if isinstance(v, dict) else v) for k, v in saved.items()})
     assert restored.decay == 0.99 and restored.updates == 3
     for k in saved["shadow"]:
         assert torch.equal(restored.shadow[k], average.shadow[k])
 
-    other = WeightAverage(torch.nn.Linear(3, 2), decay=0.5)
+    other = WeightAverage(torch.nn.Linear(3, 2), decay=0.99)
     with pytest.raises(ValueError, match="other tensors"):
         other.load_state_dict(saved)
+    # a resume that changed train.ema would publish an average no single recipe describes
+    changed = WeightAverage(Tiny(), decay=0.5)
+    with pytest.raises(ValueError, match=r"saved with train.ema=0.99, not 0.5"):
+        changed.load_state_dict(saved)
+    assert changed.updates == 0 and changed.decay == 0.5

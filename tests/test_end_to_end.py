@@ -156,8 +156,8 @@ def test_grounded_training_runs_on_the_real_loop(quick_run, capsys):
 def test_weight_average_is_what_training_evaluates_saves_and_resumes(quick_run, capsys):
     """`train.ema` through `mcd train`: the best checkpoint holds the averaged weights (not the optimizer's raw
     ones), the log scores both, and `--resume` carries the average on (its update count is every step of both
-    epochs). Resuming a run saved without an average, with one, is a clear error rather than an average that
-    silently restarts from the last weights."""
+    epochs). Resuming a run saved without an average with one, one saved with an average without it, or with
+    another decay, is a clear error rather than an average that silently restarts, stops or changes."""
     with contextlib.chdir(quick_run):
         assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "train.ema=0.99",
                      "--set", "train.epochs=1", "--out", "runs/ema"]) == 0
@@ -176,6 +176,15 @@ def test_weight_average_is_what_training_evaluates_saves_and_resumes(quick_run, 
         log = [json.loads(line) for line in Path("runs/ema/log.jsonl").read_text().splitlines()]
         assert [e["epoch"] for e in log] == [1, 2]
         assert all(0 < e["val_acc_raw"] <= 1 and 0 < e["val_acc"] <= 1 for e in log)
+        capsys.readouterr()
+        for ema, said in ((["--set", "train.ema=0.9"], "saved with train.ema=0.99, not 0.9"),
+                          ([], "saved with train.ema=0.99; resume it with the same value")):
+            assert main(["train", "--config", "synth-quick.json", "--quiet", "--resume", *ema,
+                         "--set", "train.epochs=3", "--out", "runs/ema"]) == 2
+            assert said in capsys.readouterr().err
+        after = torch.load("runs/ema/last.pt", map_location="cpu", weights_only=True)
+        assert after["ema"]["updates"] == second["ema"]["updates"] and after["state"] == second["state"]
+        assert len(Path("runs/ema/log.jsonl").read_text().splitlines()) == 2   # nothing written by the refusals
 
         assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "train.epochs=1",
                      "--out", "runs/no-ema"]) == 0
