@@ -54,15 +54,20 @@ class SceneGrounding:
         self.T = T
         self._attributes: dict[tuple[str, str], dict | None] = {}   # (video, keyword) -> targets, every epoch's
 
+    def scene(self, video_id: str) -> Scene:
+        """The clip's scene graph; a clip the benchmark's scenes.jsonl lacks is a GroundingError."""
+        scene = self.scenes.get(video_id)
+        if scene is None:
+            raise GroundingError(f"clip {video_id} has no scene graph in scenes.jsonl")
+        return scene
+
     def attributes(self, video_id: str, word: str) -> dict | None:
         """What `word` points at in the clip (referent_attributes / absent_attributes, the lists as tensors), None
         if nothing. Kept: training asks the same questions every epoch, and building these anew was half of the
         time a batch took to collate."""
         key = (video_id, word)
         if key not in self._attributes:
-            scene = self.scenes.get(video_id)
-            if scene is None:
-                raise GroundingError(f"clip {video_id} has no scene graph in scenes.jsonl")
+            scene = self.scene(video_id)
             source = keyword_referent(scene, word)
             if source is not None:
                 a = referent_attributes(source, scene.duration, self.T)
@@ -95,8 +100,7 @@ class SceneGrounding:
                                scalars=torch.zeros(B, K, len(GROUNDING_SCALARS)), segments=torch.zeros(B, K, T),
                                sounds=torch.zeros(B, K))
         for i, (video_id, words) in enumerate(zip(video_ids, keywords, strict=True)):
-            if video_id not in self.scenes:
-                raise GroundingError(f"clip {video_id} has no scene graph in scenes.jsonl")
+            self.scene(video_id)   # a clip without a scene graph is an error even when it names no keyword
             for j, word in enumerate(words[:K]):
                 a = self.attributes(video_id, word)
                 if a is None:
