@@ -257,6 +257,26 @@ def test_attention_per_clip_matches_gathered_keys(index):
     torch.testing.assert_close(grads[1], context.grad, atol=1e-5, rtol=1e-5)
 
 
+def test_folded_attention_drops_the_weights_of_the_per_question_layout():
+    """In training, one clip's questions folded into one attention drop exactly the attention weights that each
+    question reading its own copy of the keys drops, from the same random state: the dropout mask is drawn in the
+    per-question [B,h,Lq,N] order whatever layout the scores are kept in, so the folded path trains the recipe the
+    shipped checkpoint was trained with (with another mask the outputs differ by whole dropped weights)."""
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 4, dropout=0.5).train()
+    x = torch.randn(5, 3, 16)
+    context = torch.randn(1, 9, 16)
+    torch.manual_seed(1)
+    out, weights = attn(x, context)                                   # [1,N,d] context: the folded path
+    torch.manual_seed(1)
+    ref_out, ref_weights = attn(x, context.expand(5, -1, -1).contiguous())   # one copy per question
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights, ref_weights, atol=1e-6, rtol=1e-5)
+    torch.manual_seed(2)
+    other, _ = attn(x, context)
+    assert not torch.allclose(other, ref_out, atol=1e-3)             # the mask matters: another draw differs
+
+
 def test_clip_groups_split_and_merge_restore_row_order():
     index = torch.tensor([2, 0, 0, 1, 2, 0])
     groups = ClipGroups(index)

@@ -66,15 +66,16 @@ class MultiHeadAttention(nn.Module):
         With one clip's K/V and B questions, the B*Lq query rows are folded into one matmul per head and the
         scores stay [1,h,B*Lq,N] from the matmul to the head average: over the T*P patch tokens these are the
         largest tensors of a step, and transposing them to [B,h,Lq,N] (and back, and again in the backward)
-        cost 8% of a training step. The 1/sqrt(dh) scale goes on q for the same reason (dh columns, not N).
+        cost about 8% of a training step. Dropout still draws its mask as [B,h,Lq,N] and only the (bool) mask is
+        moved into the folded layout, so the arithmetic, the dropped weights included, is bitwise that of the
+        per-question layout the shipped checkpoint was trained with (tests/test_model.py checks a training step).
         """
         B, h, Lq, dh = q.shape
         N = k.shape[2]
         fold = k.shape[0] == 1 and B > 1
-        q = q * (1.0 / math.sqrt(dh))
         if fold:  # one clip, B questions: fold B into the query axis so K/V are never copied B times
             q = q.transpose(0, 1).reshape(1, h, B * Lq, dh)
-        scores = q @ k.transpose(-2, -1)                                 # [B,h,Lq,N] or [1,h,B*Lq,N]
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(dh)              # [B,h,Lq,N] or [1,h,B*Lq,N]
         if key_mask is not None:
             key_mask = key_mask[:, None, None, :]
             # finfo.min rather than -inf: masked keys get exactly zero weight, all-masked rows stay finite
@@ -82,7 +83,12 @@ class MultiHeadAttention(nn.Module):
         weights = scores.softmax(dim=-1)
         if key_mask is not None:
             weights = weights * key_mask.any(dim=-1, keepdim=True)       # all-masked rows -> zeros
-        out = self.attn_drop(weights) @ v
+        if fold:
+            dropped = self.attn_drop(weights, drawn_as=(B, h, Lq, N),
+                                     layout=lambda mask: mask.transpose(0, 1).reshape(1, h, B * Lq, N))
+        else:
+            dropped = self.attn_drop(weights)
+        out = dropped @ v
         if fold:
             return out.view(h, B, Lq, dh).transpose(0, 1), weights.view(h, B, Lq, N).mean(dim=0)
         return out, weights.mean(dim=1)

@@ -13,6 +13,7 @@ module has no state, so a checkpoint trained with nn.Dropout loads into it and e
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -39,10 +40,16 @@ class Dropout(nn.Module):
         self.threshold = round(p * LANES)
         self.scale = LANES / (LANES - self.threshold)      # 1 / the exact keep probability
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, drawn_as: tuple[int, ...] | None = None,
+                layout: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """With `drawn_as` and `layout`, the mask is drawn in the shape `drawn_as` and `layout` turns it into x's:
+        a caller that keeps a tensor in another memory layout than before still drops the same elements."""
         if not self.training or self.threshold == 0:
             return x
-        return x * keep_mask(x.shape, self.threshold, x.device).to(x.dtype).mul_(self.scale)
+        mask = keep_mask(drawn_as or x.shape, self.threshold, x.device)
+        if layout is not None:
+            mask = layout(mask)
+        return x * mask.to(x.dtype).mul_(self.scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
