@@ -5,7 +5,11 @@ v7's val clips w = 2 added 9.5 points to Audio-Visual/Comparative over the stude
 the grounding head's loudness and rhythm of each named instrument, but took 0.7 from Visual/Counting, where the
 student alone was right 97.8% of the time. So after training, each type gets the w from WEIGHT_GRID that answers
 most of its val questions right (ties: the w nearest the trained `expert_weight`), written into the checkpoint's
-model config as `expert_type_weights`. Only the val split is read; the weights of the network do not change.
+model config as `expert_type_weights`. Only the val split is read for that, and no weight of the network changes.
+
+A recipe with `train.expert_refit_epochs` first refits the expert alone on the trained model's read-outs of the
+train split (mcd.expert_refit, which says why), with the comparator if the recipe's model section asks for
+`expert_comparator`; the checkpoint is then written anew with the new expert. The weights are chosen for it after.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from typing import Iterable
 
 import torch
 
+from mcd.expert_refit import ExpertRefitError, collect_expert_inputs, refit_expert
 from mcd.questions import QUESTION_TYPES, UNKNOWN_TYPE_INDEX, per_type_table
 
 #: The weights tried per type: 0 is the student alone; past 6 the expert decides nearly every question alone.
@@ -131,7 +136,20 @@ def calibrate_checkpoint(checkpoint: str | Path, recipe, batch_size: int = 128,
         T = int(loaded.config.get("T", model.config.T))
         FeatureCache(recipe.data.features).check_meta(encoder_meta(encoders, T), checkpoint)
     split = recipe.data.val_split
-    records, load_features, bank = build_data(recipe, encoders.text, (split,))
+    refit_epochs = recipe.train.expert_refit_epochs
+    splits = (recipe.data.train_split, split) if refit_epochs else (split,)
+    records, load_features, bank = build_data(recipe, encoders.text, splits)
+    refit = None
+    if refit_epochs:
+        if getattr(model, "expert", None) is None:
+            raise CalibrationError("the recipe refits the grounded expert (train.expert_refit_epochs) but the "
+                                   "checkpoint has none")
+        train = QADataset(records[recipe.data.train_split], load_features, bank)
+        inputs = collect_expert_inputs(model, train.loader(batch_size, shuffle=False))
+        comparator = bool(recipe.model.get("expert_comparator", model.config.expert_comparator))
+        losses = refit_expert(model, inputs, refit_epochs, seed=recipe.train.seed, comparator=comparator)
+        refit = {"epochs": refit_epochs, "train_questions": len(inputs), "comparator": comparator,
+                 "final_loss": round(losses[-1], 4)}
     val = QADataset(records[split], load_features, bank)
     scores = expert_scores(model, val.loader(batch_size, shuffle=False))
     default = model.config.expert_weight
@@ -146,7 +164,9 @@ def calibrate_checkpoint(checkpoint: str | Path, recipe, batch_size: int = 128,
     metrics = dict(loaded.metrics or {})
     metrics["val"] = {**metrics.get("val", {}), "calibrated_acc": result["calibrated_val_acc"],
                       "expert_type_weights": chosen}
-    update_checkpoint(checkpoint, model.config, metrics)
+    if refit is not None:   # the expert's weights changed: they are written with the config
+        metrics["expert_refit"] = result["expert_refit"] = refit
+    update_checkpoint(checkpoint, model.config, metrics, model=model if refit is not None else None)
     return result
 
 
@@ -168,8 +188,13 @@ def run(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.config, list(args.set))
         checkpoint = args.checkpoint or str(Path(recipe.out) / "best")
         result = calibrate_checkpoint(checkpoint, recipe, min_questions=args.min_questions)
-    except (RecipeError, CheckpointError, CalibrationError, FeatureCacheError, FileNotFoundError) as exc:
+    except (RecipeError, CheckpointError, CalibrationError, ExpertRefitError, FeatureCacheError,
+            FileNotFoundError) as exc:
         raise CLIError(str(exc)) from exc
+    if "expert_refit" in result:
+        r = result["expert_refit"]
+        print(f"refit the grounded expert on {r['train_questions']} train questions for {r['epochs']} epochs "
+              f"(comparator {'on' if r['comparator'] else 'off'}; last epoch's loss {r['final_loss']})")
     print(result["table"])
     print(f"val accuracy {result['val_acc'] * 100:.2f}% with one expert weight, "
           f"{result['calibrated_val_acc'] * 100:.2f}% per type; written to {checkpoint}/config.json")

@@ -73,16 +73,13 @@ def save_checkpoint(directory: str | Path, model: MCD, extra_config: dict[str, A
         if not isinstance(t, torch.Tensor):
             raise CheckpointError(f"extra tensor {name!r} is a {type(t).__name__}, not a torch.Tensor")
         tensors[name] = t
-    # safetensors refuses shared or non-contiguous storage; a private CPU copy of each tensor is cheap here
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     if directory.exists():
         _check_replaceable(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT,
-                                                               "format_version": str(FORMAT_VERSION)})
+        _save_weights(tensors, tmp / WEIGHTS_FILE)
         config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(),
                   "answers": list(ANSWERS), "model_sha256": _sha256(tmp / WEIGHTS_FILE), **extra_config}
         _write_json(tmp / CONFIG_FILE, config)
@@ -95,12 +92,15 @@ def save_checkpoint(directory: str | Path, model: MCD, extra_config: dict[str, A
     return directory
 
 
-def update_checkpoint(directory: str | Path, model_config: MCDConfig, metrics: dict[str, Any] | None = None) -> Path:
-    """Rewrite a checkpoint's model config (and metrics.json) and nothing else: the weights file keeps its bytes.
+def update_checkpoint(directory: str | Path, model_config: MCDConfig, metrics: dict[str, Any] | None = None,
+                      model: MCD | None = None) -> Path:
+    """Rewrite a checkpoint's model config (and metrics.json); without `model` the weights file keeps its bytes.
 
-    For settings chosen after training that change no weight (`mcd calibrate`'s expert_type_weights). The new
-    config must build the same modules as the old one, which loading the result checks. The folder is copied,
-    edited and swapped into place like save_checkpoint's, so a failure leaves the old checkpoint whole.
+    For what is chosen after training (`mcd calibrate`'s expert_type_weights, and with `model` its refit expert,
+    whose weights replace the `model.*` tensors while the extra tensors stay). The config must build the modules
+    of the weights, which loading the result checks. Every other file of the folder (a model card, the training
+    log) is kept. The folder is copied, edited and swapped into place like save_checkpoint's, so a failure leaves
+    the old checkpoint whole.
     """
     directory = Path(directory)
     config = _read_config(directory)
@@ -108,6 +108,12 @@ def update_checkpoint(directory: str | Path, model_config: MCDConfig, metrics: d
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         shutil.copytree(directory, tmp, dirs_exist_ok=True)
+        if model is not None:
+            tensors = {k: v for k, v in load_file(str(directory / WEIGHTS_FILE)).items()
+                       if not k.startswith(MODEL_PREFIX)}
+            tensors.update({MODEL_PREFIX + k: v for k, v in model.state_dict().items()})
+            _save_weights(tensors, tmp / WEIGHTS_FILE)
+            config["model_sha256"] = _sha256(tmp / WEIGHTS_FILE)
         _write_json(tmp / CONFIG_FILE, config)
         if metrics is not None:
             _write_json(tmp / METRICS_FILE, metrics)
@@ -152,6 +158,14 @@ def _swap_into_place(tmp: Path, directory: Path) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Write the weights file. Private CPU copies (safetensors refuses shared or non-contiguous storage). One
+    metadata key: safetensors writes metadata in hash order, so with two keys two saves of the same weights came
+    out with the keys swapped and the files differed in bytes."""
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    save_file(tensors, str(path), metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
 
 
 def _sha256(path: Path) -> str:

@@ -91,6 +91,9 @@ class MCDConfig:
     grounded_expert: bool = _extension(
         False, "a second answerer reads only the question and what the grounding head reads for each keyword; "
                "its log-probabilities join the answer's")
+    expert_comparator: bool = _extension(
+        False, "the grounded expert also weighs each keyword's loudness, rhythm, onset and length read-outs, as "
+               "the question asks, into yes against no")
     expert_weight: float = 2.0              # weight of the grounded expert's log-probabilities in the answer
     # per question type ("Audio/Counting", ...) weights chosen on val after training (`mcd calibrate`); a type
     # that is not listed, or a question whose type is not known, uses `expert_weight`
@@ -152,6 +155,8 @@ class MCDConfig:
             if weight < 0:
                 raise ConfigError(f"expert_type_weights[{kind!r}] must be >= 0, got {weight}")
         self.expert_type_weights = {k: float(v) for k, v in self.expert_type_weights.items()}
+        if self.expert_comparator and not self.grounded_expert:
+            raise ConfigError("expert_comparator needs grounded_expert (it is part of the expert)")
         if self.expert_type_weights and not self.grounded_expert:
             raise ConfigError("expert_type_weights needs grounded_expert (they weight the expert's answer)")
         if self.object_grounding and self.grounding_classes < 1:

@@ -38,18 +38,28 @@ def extensions_note(model: dict) -> str:
     return "The network is DESIGN §3 plus these extensions (see the project README): " + "; ".join(on) + "."
 
 
-def calibration_note(val: dict) -> str:
-    """The sentence on the per-type expert weights `mcd calibrate` chose on val (empty without calibration)."""
+def calibration_note(val: dict, refit: dict | None = None) -> str:
+    """The sentences on what `mcd calibrate` did after training: the expert's refit on the train split's read-outs
+    (`refit`, metrics.json's "expert_refit") and the per-type expert weights chosen on val (empty without either)."""
     weights = val.get("expert_type_weights")
     if not weights:
         return ""
     listed = ", ".join(f"{t} {w:g}" for t, w in weights.items())
-    return (f" `mcd calibrate` then chose the grounded expert's weight per question type on val ({listed}), "
+    first = ""
+    if refit:
+        first = (f" `mcd calibrate` then refit the grounded expert alone on the trained model's read-outs of "
+                 f"{refit['train_questions']:,} train questions ({refit['epochs']} epochs, comparator "
+                 f"{'on' if refit['comparator'] else 'off'}; no other weight changed) and chose its weight")
+    else:
+        first = " `mcd calibrate` then chose the grounded expert's weight"
+    return (f"{first} per question type on val ({listed}), "
             f"which gives {val['calibrated_acc'] * 100:.2f}% on val; the test numbers above use them.")
 
 
 def render(name: str, recipe: dict, command: str, stage_seconds: dict, fresh_test: dict, val: dict,
-           test_data: str, n_params: int) -> str:
+           test_data: str, n_params: int, refit: dict | None = None, history: str = "") -> str:
+    """The model card. `refit`: metrics.json's "expert_refit"; `history`: a paragraph on how this checkpoint came
+    to be when that is more than the one command (printed under "Reproduce")."""
     total_min = sum(stage_seconds.values()) / 60
     stages = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in stage_seconds.items())
     return f"""# {name}: MCD trained on the synthetic MUSIC-AVQA-format benchmark
@@ -72,7 +82,7 @@ over questions:
 
 {format_table(fresh_test, label=name)}
 
-Best validation accuracy during training: {val.get('acc', float('nan')) * 100:.2f}% (epoch {val.get('epoch')}).{calibration_note(val)}
+Best validation accuracy during training: {val.get('acc', float('nan')) * 100:.2f}% (epoch {val.get('epoch')}).{calibration_note(val, refit)}
 
 ## Reproduce
 ```
@@ -83,7 +93,7 @@ Time on this machine ({platform.machine()}, CPU only), {total_min:.1f} min in al
 | stage | minutes |
 |---|---|
 {stages}
-
+{history}
 Recipe (`configs/{name}.json` as run):
 ```json
 {json.dumps(recipe, indent=2)}

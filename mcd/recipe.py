@@ -55,6 +55,7 @@ class TrainSection:
     patience: int | None = None         # stop after this many epochs without a better val accuracy
     mirror: bool = False                # see each training clip left-right mirrored in about half the epochs
     ema: float | None = None            # evaluate, keep and publish a moving average of the weights (decay)
+    expert_refit_epochs: int = 0        # `mcd calibrate` refits the grounded expert for this many epochs first
 
 
 @dataclass

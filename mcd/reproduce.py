@@ -137,10 +137,12 @@ def run(args: argparse.Namespace) -> int:
             shutil.copy(out / "log.jsonl", tmp / "train-log.jsonl")
         metrics = {"fresh_test": report, "val": ckpt.metrics.get("val", {}), "stage_seconds": seconds,
                    "fresh_test_data": {"videos": s.test_videos, "seed": s.test_seed}}
+        if ckpt.metrics.get("expert_refit"):
+            metrics["expert_refit"] = ckpt.metrics["expert_refit"]
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         card = render(recipe.name, recipe.to_dict(), f"mcd reproduce --config {args.config} --publish {dest}",
                       seconds, report, metrics["val"], f"{report['n']} questions",
-                      sum(p.numel() for p in ckpt.model.parameters()))
+                      sum(p.numel() for p in ckpt.model.parameters()), refit=metrics.get("expert_refit"))
         (tmp / "README.md").write_text(card)
         if dest.exists():
             shutil.rmtree(dest)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -253,3 +254,37 @@ def test_update_checkpoint_rewrites_the_config_and_keeps_the_weights_bytes(tmp_p
         ckpt.update_checkpoint(directory, MCDConfig.from_dict({**new.to_dict(), "d": 64}))
     assert (directory / "config.json").read_text() == config_before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]      # no temporary folder left behind
+
+
+def test_saving_the_same_weights_in_two_processes_writes_the_same_bytes(tmp_path):
+    """A reproduction compares weights files by bytes. safetensors writes its metadata in hash order, which is
+    drawn per process: with two metadata keys, two saves of one model came out with the keys swapped (seen in
+    `mcd calibrate` run twice). Each save here runs in a process of its own."""
+    import subprocess
+    import sys
+    code = ("import sys, torch; from mcd.config import MCDConfig; from mcd.model import MCD; "
+            "from mcd.checkpoint import save_checkpoint; torch.manual_seed(0); "
+            "save_checkpoint(sys.argv[1], MCD(MCDConfig(d=32, d_z=16, n_heads=4)))")
+    files = []
+    for name in ("a", "b", "c"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True, cwd=Path(__file__).parent.parent)
+        files.append((tmp_path / name / "model.safetensors").read_bytes())
+    assert files[0] == files[1] == files[2]
+
+
+def test_update_checkpoint_with_a_model_replaces_its_weights_and_keeps_the_rest(tmp_path):
+    """update_checkpoint(model=...) (mcd calibrate's refit): the `model.*` tensors become the new model's, the extra
+    tensors (the encoders) and the folder's other files stay, the hash in config.json follows the new file."""
+    cfg = MCDConfig(d=32, d_z=16, n_heads=4, object_clues=True, object_grounding=True, grounding_classes=3,
+                    grounded_expert=True)
+    torch.manual_seed(0)
+    directory = save_checkpoint(tmp_path / "ck", MCD(cfg), extra_tensors={"encoders.audio.w": torch.ones(3)})
+    (directory / "README.md").write_text("card")
+    torch.manual_seed(1)
+    other = MCD(MCDConfig.from_dict({**cfg.to_dict(), "expert_comparator": True}))
+    ckpt.update_checkpoint(directory, other.config, {"val": {"acc": 0.7}}, model=other)
+    loaded = load_checkpoint(directory)
+    assert loaded.model.config.expert_comparator is True
+    assert all(torch.equal(v, other.state_dict()[k]) for k, v in loaded.model.state_dict().items())
+    assert torch.equal(loaded.extra_tensors["encoders.audio.w"], torch.ones(3))
+    assert (directory / "README.md").read_text() == "card" and loaded.metrics == {"val": {"acc": 0.7}}

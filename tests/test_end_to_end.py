@@ -153,6 +153,49 @@ def test_grounded_training_runs_on_the_real_loop(quick_run, capsys):
     assert metrics["val"]["calibrated_acc"] >= metrics["val"]["acc"] - 1e-9
 
 
+def test_calibrate_refits_the_expert_alone_when_the_recipe_asks(quick_run, capsys):
+    """`train.expert_refit_epochs` (the shipped recipe's stage): `mcd calibrate` refits the grounded expert, with the
+    comparator the recipe's model section asks for, on the train split's read-outs, and writes the whole checkpoint
+    anew: the expert's weights change, no other weight does, the config and metrics say what was done, the
+    checkpoint still loads, and evaluating it reproduces the calibrated val accuracy. Refitting again is
+    byte-identical (the refit is seeded by the recipe)."""
+    from safetensors.torch import load_file
+
+    with contextlib.chdir(quick_run):
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "model.object_grounding=true",
+                     "--set", "model.referent_query=true", "--set", "model.grounded_expert=true",
+                     "--set", "train.epochs=1", "--out", "runs/refit"]) == 0
+    best = quick_run / "runs/refit/best"
+    before = load_file(best / "model.safetensors")
+    (best / "train-log.jsonl").write_text("{}\n")     # a published checkpoint's other files stay
+    refit = ["calibrate", "--config", "synth-quick.json", "--checkpoint", "runs/refit/best", "--min-questions", "5",
+             "--set", "train.expert_refit_epochs=2", "--set", "model.expert_comparator=true"]
+    capsys.readouterr()
+    with contextlib.chdir(quick_run):
+        assert main(refit) == 0
+        printed = capsys.readouterr().out
+        first = (best / "model.safetensors").read_bytes()
+        assert main(refit) == 0
+        assert (best / "model.safetensors").read_bytes() == first
+        assert main(["evaluate", "--checkpoint", "runs/refit/best", "--data", "data/synth-quick", "--split", "val",
+                     "--features", "cache/synth-quick", "--report", "runs/refit/val-report.json"]) == 0
+    after = load_file(best / "model.safetensors")
+    assert set(after) == set(before) | {k for k in after if k.startswith("model.expert.comparator.")}
+    assert any(k.startswith("model.expert.comparator.") for k in after)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("model.expert.") for k in changed)
+    config = json.loads((best / "config.json").read_text())
+    assert config["model"]["expert_comparator"] is True and config["encoders"]
+    metrics = json.loads((best / "metrics.json").read_text())
+    train_questions = len(json.loads((quick_run / "data/synth-quick/avqa-train.json").read_text()))
+    assert metrics["expert_refit"]["train_questions"] == train_questions and metrics["expert_refit"]["epochs"] == 2
+    assert f"refit the grounded expert on {train_questions} train questions for 2 epochs (comparator on" in printed
+    assert MCD.from_pretrained(best).expert.comparator is not None
+    assert (best / "train-log.jsonl").read_text() == "{}\n"
+    report = json.loads((quick_run / "runs/refit/val-report.json").read_text())
+    assert report["overall"] == pytest.approx(metrics["val"]["calibrated_acc"], abs=1e-9)
+
+
 def test_weight_average_is_what_training_evaluates_saves_and_resumes(quick_run, capsys):
     """`train.ema` through `mcd train`: the best checkpoint holds the averaged weights (not the optimizer's raw
     ones), the log scores both, and `--resume` carries the average on (its update count is every step of both

@@ -29,6 +29,7 @@ from mcd.model.dropout import Dropout
 from mcd.model.grounding import GroundedExpert, GroundingHead, GroundingTargets, ReferentQuery, grounding_loss
 from mcd.model.heads import PredictionHeader, TeacherHead
 from mcd.questions import QUESTION_TYPES, per_type_table
+from mcd.vocab import answer_to_index
 
 KEYWORD, TYPE_WORD = 0, 1   # values of `objects_kind`
 MAX_OBJECT_SLOTS = 8        # objects past the 8th share the last slot embedding (templates have at most 4 keywords)
@@ -154,7 +155,12 @@ class MCD(nn.Module):
         self.header = PredictionHeader(3 * d if cfg.decision_fusion else d, d, cfg.num_answers, cfg.dropout)
         self.teacher_head = TeacherHead(d, cfg.d_z, cfg.num_answers, cfg.dropout)
         if cfg.grounded_expert and self.uses_grounding:  # built last: other weights start as they would without it
-            self.expert = GroundedExpert(d, self.referent_width, cfg.num_answers, MAX_OBJECT_SLOTS)
+            comparator = None
+            if cfg.expert_comparator:
+                readings = 2 if cfg.referent_query else 1
+                comparator = (self.grounding.scalar_columns().repeat(readings), answer_to_index("yes"),
+                              answer_to_index("no"))
+            self.expert = GroundedExpert(d, self.referent_width, cfg.num_answers, MAX_OBJECT_SLOTS, comparator)
 
     @property
     def referent_width(self) -> int:
@@ -252,8 +258,7 @@ class MCD(nn.Module):
         teacher_logits = self.teacher_head(q_pool, z_v, z_a)
         expert_logits = None
         if cfg.grounded_expert and referents:   # detached: the expert learns from the model, never teaches it
-            read = self._read_objects(feats.detach(), self.expert.slot_maps, o_mask, o_kind)
-            expert_logits = self.expert(q_pool.detach(), read)
+            expert_logits = self.expert(q_pool.detach(), self.expert_inputs(feats, o_mask, o_kind))
             weight = self._expert_weights(question_type, B, question.device)
             logits = student_logits.log_softmax(-1) + weight * expert_logits.log_softmax(-1)
 
@@ -284,6 +289,12 @@ class MCD(nn.Module):
             return torch.full((B, 1), cfg.expert_weight, device=device)
         table = torch.tensor(per_type_table(cfg.expert_type_weights, cfg.expert_weight), device=device)
         return table[question_type.long()][:, None]
+
+    @staticmethod
+    def expert_inputs(feats: torch.Tensor, o_mask: torch.Tensor, o_kind: torch.Tensor) -> torch.Tensor:
+        """[B,K,referent_width] what the grounded expert reads: the read-outs of the real keywords, detached (type
+        words and padding zero). mcd.expert_refit keeps these to refit the expert without the rest of the model."""
+        return feats.detach() * (o_mask & (o_kind == KEYWORD)).to(feats.dtype)[..., None]
 
     @staticmethod
     def _check_question_type(question_type, B: int) -> None:
