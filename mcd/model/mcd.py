@@ -155,12 +155,16 @@ class MCD(nn.Module):
         self.header = PredictionHeader(3 * d if cfg.decision_fusion else d, d, cfg.num_answers, cfg.dropout)
         self.teacher_head = TeacherHead(d, cfg.d_z, cfg.num_answers, cfg.dropout)
         if cfg.grounded_expert and self.uses_grounding:  # built last: other weights start as they would without it
-            comparator = None
-            if cfg.expert_comparator:
-                readings = 2 if cfg.referent_query else 1
-                comparator = (self.grounding.scalar_columns().repeat(readings), answer_to_index("yes"),
-                              answer_to_index("no"))
-            self.expert = GroundedExpert(d, self.referent_width, cfg.num_answers, MAX_OBJECT_SLOTS, comparator)
+            self.expert = self.build_expert(cfg.expert_comparator)
+
+    def build_expert(self, comparator: bool) -> GroundedExpert:
+        """A fresh grounded expert for this model's read-outs (with the comparator over their scalar columns, every
+        reading's); the model's own at construction, and mcd.expert_refit's."""
+        spec = None
+        if comparator:
+            readings = 2 if self.config.referent_query else 1
+            spec = (self.grounding.scalar_columns().repeat(readings), answer_to_index("yes"), answer_to_index("no"))
+        return GroundedExpert(self.config.d, self.referent_width, self.config.num_answers, MAX_OBJECT_SLOTS, spec)
 
     @property
     def referent_width(self) -> int:
