@@ -61,3 +61,20 @@ def test_the_model_uses_it_and_eval_is_deterministic():
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(**batch).logits, model(**batch).logits)
+
+
+def test_drawn_as_and_layout_come_together():
+    """A mask drawn in another shape without the map back to x's layout (or a map without the shape) is refused,
+    in eval too, where nothing is drawn: the mistake is the caller's either way."""
+    drop = Dropout(0.1)
+    x = torch.ones(2, 3, 4)
+    for module in (drop.train(), drop.eval()):
+        with pytest.raises(ValueError, match="drawn_as and layout come together"):
+            module(x, drawn_as=(2, 4, 3))
+        with pytest.raises(ValueError, match="drawn_as and layout come together"):
+            module(x, layout=lambda m: m)
+    torch.manual_seed(0)
+    moved = drop.train()(x, drawn_as=(2, 4, 3), layout=lambda m: m.transpose(1, 2))
+    torch.manual_seed(0)
+    plain = drop(x.transpose(1, 2)).transpose(1, 2)
+    assert torch.equal(moved, plain)

@@ -43,7 +43,10 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor, drawn_as: tuple[int, ...] | None = None,
                 layout: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """With `drawn_as` and `layout`, the mask is drawn in the shape `drawn_as` and `layout` turns it into x's:
-        a caller that keeps a tensor in another memory layout than before still drops the same elements."""
+        a caller that keeps a tensor in another memory layout than before still drops the same elements. One
+        without the other is an error: a mask drawn in another shape would broadcast, or fail, somewhere else."""
+        if (drawn_as is None) != (layout is None):
+            raise ValueError("Dropout: drawn_as and layout come together (the mask's drawn shape and the map to x's)")
         if not self.training or self.threshold == 0:
             return x
         mask = keep_mask(drawn_as or x.shape, self.threshold, x.device)
