@@ -5,9 +5,9 @@ Why: the expert (mcd.model.grounding.GroundedExpert) reads only the question and
 detached, so it never teaches the rest of the model, and the rest never needs it. During training it chases
 read-outs that change every step and carry dropout; at inference it meets the converged model's. Refitting it
 from scratch on the trained model's eval-mode read-outs of the train split fits the inputs it will be given.
-Measured on v8's captured read-outs (features from its own encoders; weights per type chosen on val as before;
-fresh test set): the co-trained expert 85.68%, a refit plain expert 86.79%, a refit expert with the comparator
-(`expert_comparator`) 86.86%; Audio/Comparative 74.4% -> 84-85%. Only the train split is read to fit it; val
+Measured on v8 (`bench/expert_refit.py`; weights per type chosen on val as before; fresh test set): the
+co-trained expert 85.68%, a refit plain expert 86.64%, a refit expert with the comparator (`expert_comparator`)
+86.84%; Audio/Comparative 74.4% -> 83.9%. On a second run of the recipe: 85.68% -> 86.86%. Only the train split is read to fit it; val
 still only picks the weights. The model's other weights do not change.
 """
 from __future__ import annotations
