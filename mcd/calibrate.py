@@ -140,10 +140,7 @@ def calibrate_checkpoint(checkpoint: str | Path, recipe, batch_size: int = 128,
     splits = (recipe.data.train_split, split) if refit_epochs else (split,)
     records, load_features, bank = build_data(recipe, encoders.text, splits)
     refit = None
-    if refit_epochs:
-        if getattr(model, "expert", None) is None:
-            raise CalibrationError("the recipe refits the grounded expert (train.expert_refit_epochs) but the "
-                                   "checkpoint has none")
+    if refit_epochs:   # a checkpoint without an expert: collect_expert_inputs says so before any forward
         train = QADataset(records[recipe.data.train_split], load_features, bank)
         inputs = collect_expert_inputs(model, train.loader(batch_size, shuffle=False))
         comparator = bool(recipe.model.get("expert_comparator", model.config.expert_comparator))

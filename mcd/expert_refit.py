@@ -7,8 +7,8 @@ read-outs that change every step and carry dropout; at inference it meets the co
 from scratch on the trained model's eval-mode read-outs of the train split fits the inputs it will be given.
 Measured on v8 (`bench/expert_refit.py`; weights per type chosen on val as before; fresh test set): the
 co-trained expert 85.68%, a refit plain expert 86.64%, a refit expert with the comparator (`expert_comparator`)
-86.84%; Audio/Comparative 74.4% -> 83.9%. On a second run of the recipe: 85.68% -> 86.86%. Only the train split is read to fit it; val
-still only picks the weights. The model's other weights do not change.
+86.84%; Audio/Comparative 74.4% -> 83.9%. On a second run of the recipe: 85.68% -> 86.86%. Only the train split
+is read to fit it; val still only picks the weights. The model's other weights do not change.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-
 
 
 class ExpertRefitError(ValueError):
@@ -107,4 +106,3 @@ def refit_expert(model, data: ExpertInputs, epochs: int, seed: int = 0, comparat
     model.expert = expert
     model.config.expert_comparator = comparator
     return losses
-

@@ -45,7 +45,6 @@ def calibration_note(val: dict, refit: dict | None = None) -> str:
     if not weights:
         return ""
     listed = ", ".join(f"{t} {w:g}" for t, w in weights.items())
-    first = ""
     if refit:
         first = (f" `mcd calibrate` then refit the grounded expert alone on the trained model's read-outs of "
                  f"{refit['train_questions']:,} train questions ({refit['epochs']} epochs, comparator "

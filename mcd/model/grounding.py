@@ -170,10 +170,13 @@ class GroundedExpert(nn.Module):
         self.out = nn.Linear(d, num_answers)
         self.comparator = None
         if comparator is not None:
-            mask, self.yes, self.no = comparator
+            mask, yes, no = comparator
             if tuple(mask.shape) != (width,):
                 raise ValueError(f"comparator mask must have shape ({width},), got {tuple(mask.shape)}")
             self.register_buffer("scalar_mask", mask.float(), persistent=False)
+            sign = torch.zeros(num_answers)
+            sign[yes], sign[no] = 1.0, -1.0
+            self.register_buffer("answer_sign", sign, persistent=False)   # +1 on "yes", -1 on "no"
             self.comparator = nn.Linear(d, slots * width)
             nn.init.zeros_(self.comparator.weight)    # starts as the plain expert
             nn.init.zeros_(self.comparator.bias)
@@ -188,9 +191,7 @@ class GroundedExpert(nn.Module):
         if self.comparator is not None:
             weights = self.comparator(question).view(B, -1, width)[:, slots]                      # [B,K,width]
             t = (weights * referents * self.scalar_mask).sum(dim=(1, 2))
-            sign = torch.zeros(logits.shape[1], device=logits.device, dtype=logits.dtype)
-            sign[self.yes], sign[self.no] = 1.0, -1.0
-            logits = logits + t[:, None] * sign
+            logits = logits + t[:, None] * self.answer_sign
         return logits
 
 
