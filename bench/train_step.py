@@ -36,12 +36,20 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+class TorchDropout(torch.nn.Dropout):
+    """nn.Dropout that takes the packed Dropout's call: it draws its mask in x's own shape, so `drawn_as` and
+    `layout` (the packed mask's shape and its map onto x) have nothing to do here."""
+
+    def forward(self, x: torch.Tensor, drawn_as=None, layout=None) -> torch.Tensor:
+        return super().forward(x)
+
+
 def with_torch_dropout(model: MCD) -> MCD:
     """The same model with nn.Dropout wherever it has the packed Dropout."""
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, Dropout):
-                setattr(module, name, torch.nn.Dropout(child.p))
+                setattr(module, name, TorchDropout(child.p))
     return model
 
 

@@ -277,6 +277,33 @@ def test_folded_attention_drops_the_weights_of_the_per_question_layout():
     assert not torch.allclose(other, ref_out, atol=1e-3)             # the mask matters: another draw differs
 
 
+@pytest.mark.parametrize("layout", ["folded", "per-clip", "per-question"])
+def test_padded_query_rows_are_skipped_and_real_rows_unchanged(layout):
+    """With query_mask, the real rows get what the unmasked call gives them, dropout included (same draw), and
+    the padded rows get no weights and a zero attention output (out_proj's bias alone), in every layout: one
+    clip's questions folded together, several clips through context_index, and one context row per question."""
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 4, dropout=0.5).train()
+    x = torch.randn(6, 5, 16)
+    query_mask = torch.rand(6, 5) > 0.4
+    query_mask[:, 0] = True
+    query_mask[2] = False                                            # a question with no real row at all
+    kwargs = {"folded": dict(context=torch.randn(1, 9, 16)),
+              "per-clip": dict(context=torch.randn(3, 9, 16), context_index=torch.tensor([0, 0, 2, 1, 1, 2])),
+              "per-question": dict(context=torch.randn(6, 9, 16))}[layout]
+    torch.manual_seed(1)
+    ref_out, ref_weights = attn(x, **kwargs)
+    torch.manual_seed(1)
+    out, weights = attn(x, **kwargs, query_mask=query_mask)
+    torch.testing.assert_close(out[query_mask], ref_out[query_mask], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weights[query_mask], ref_weights[query_mask], atol=1e-6, rtol=1e-5)
+    assert weights[~query_mask].eq(0).all()
+    torch.testing.assert_close(out[~query_mask], attn.out_proj.bias.expand(int((~query_mask).sum()), -1))
+    assert not torch.allclose(ref_out[~query_mask], out[~query_mask])   # the padded rows were really skipped
+    out.sum().backward()                                             # and the skip is differentiable
+    assert attn.q_proj.weight.grad is not None
+
+
 def test_clip_groups_split_and_merge_restore_row_order():
     index = torch.tensor([2, 0, 0, 1, 2, 0])
     groups = ClipGroups(index)

@@ -77,19 +77,24 @@ class Aggregator(nn.Module):
 
     def forward(self, q: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
                 objects: torch.Tensor | None, objects_mask: torch.Tensor | None,
-                clip_index: torch.Tensor | None = None) -> BranchOutput:
+                clip_index: torch.Tensor | None = None, query_rows: torch.Tensor | None = None) -> BranchOutput:
         """q [B,L,d]; low [B|1,N,d]; high [B|1,T,d]; objects [B,K,d] with objects_mask [B,K] (True = real).
-        With clip_index [B], low/high are [V,...] (one row per clip) and question i reads clip clip_index[i]."""
+        With clip_index [B], low/high are [V,...] (one row per clip) and question i reads clip clip_index[i].
+
+        query_rows [B,L+K] (True = a real question token or a real text object; [B,L] without objects): the rows
+        whose low- and high-level clues anything reads. The padding rows are not computed there (their clue is
+        zero); see MultiHeadAttention's `query_mask`."""
         L = q.shape[1]
         with_objects = self.object_clues and objects is not None and objects.shape[1] > 0
         x = torch.cat([q, objects], dim=1) if with_objects else q     # objects gather clues beside the tokens
+        rows = None if query_rows is None else query_rows[:, :x.shape[1]]
         u = x
         w_low = w_high = w_obj = None
         if self.use_low:
-            a, w_low = self.attn_low(self.ln_low(u), low, context_index=clip_index)
+            a, w_low = self.attn_low(self.ln_low(u), low, context_index=clip_index, query_mask=rows)
             u = u + self.drop(a)
         if self.use_high:
-            a, w_high = self.attn_high(self.ln_high(u), high, context_index=clip_index)
+            a, w_high = self.attn_high(self.ln_high(u), high, context_index=clip_index, query_mask=rows)
             u = u + self.drop(a)
         clue = u - x
         if self.gate is not None:

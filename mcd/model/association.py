@@ -32,13 +32,21 @@ class MultiHeadAttention(nn.Module):
         self.attn_drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None = None,
-                context_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                context_index: torch.Tensor | None = None, query_mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B,Lq,d] attends to context [B|1,N,d]; key_mask [B|1,N] bool, True = a real key.
 
         With `context_index` [B], context is [V,N,d] (one row per clip, key_mask then [V,N]) and query row i
         attends to clip context_index[i]: keys and values are projected once per clip and each clip's questions
         are folded into one attention over them (a training batch holds several questions per clip, and copying
         every clip's T*P patch keys to each of its questions, and back in the backward, cost 9% of a step).
+
+        With `query_mask` [B,Lq] (True = a real query row), the rows that are padding are not computed: they get
+        a zero output (before out_proj, as a query with no real key) and zero weights. Why: a batch's questions are
+        padded to its longest and its keyword lists to its most keywords, and on the recipe's batches 40% of the rows
+        that query the T*P patch tokens were padding, whose results nothing reads (tests/test_model.py,
+        test_padding_changes_nothing). The real rows' results, and the dropout mask they see, are those of the
+        unmasked call.
 
         Returns (out [B,Lq,d], weights [B,Lq,N] averaged over heads). Queries with no real key get a zero
         output and zero weights, so an empty object list adds nothing instead of NaN.
@@ -49,18 +57,22 @@ class MultiHeadAttention(nn.Module):
         q = self.q_proj(x).view(B, Lq, h, dh).transpose(1, 2)            # [B,h,Lq,dh]
         k = self.k_proj(context).view(Bc, N, h, dh).transpose(1, 2)      # [Bc,h,N,dh]
         v = self.v_proj(context).view(Bc, N, h, dh).transpose(1, 2)
+        if query_mask is not None and bool(query_mask.all()):
+            query_mask = None                                            # nothing to skip
         if context_index is None:
-            out, weights = self._attend(q, k, v, key_mask)
+            out, weights = self._attend(q, k, v, key_mask, query_mask)
         else:
             groups = ClipGroups(context_index)
-            parts = [self._attend(q_clip, k[c:c + 1], v[c:c + 1], None if key_mask is None else key_mask[c:c + 1])
-                     for c, q_clip in zip(groups.clips, groups.split(q))]
+            rows = groups.split(query_mask) if query_mask is not None else [None] * len(groups.clips)
+            parts = [self._attend(q_clip, k[c:c + 1], v[c:c + 1], None if key_mask is None else key_mask[c:c + 1],
+                                  rows_clip)
+                     for c, q_clip, rows_clip in zip(groups.clips, groups.split(q), rows)]
             out, weights = groups.merge([o for o, _ in parts]), groups.merge([w for _, w in parts])
         out = out.transpose(1, 2).reshape(B, Lq, h * dh)
         return self.out_proj(out), weights
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+                query_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """q [B,h,Lq,dh] over k, v [B|1,h,N,dh] -> (out [B,h,Lq,dh], weights [B,Lq,N] averaged over heads).
 
         With one clip's K/V and B questions, the B*Lq query rows are folded into one matmul per head and the
@@ -70,13 +82,49 @@ class MultiHeadAttention(nn.Module):
         still draws its mask as [B,h,Lq,N] and only the (bool) mask is moved into the folded layout, so the
         arithmetic, the dropped weights included, is bitwise that of the per-question layout the shipped
         checkpoint was trained with (tests/test_model.py checks that both layouts drop the same weights).
+
+        `query_mask` [B,Lq] (True = real row): in the folded layout only the real rows enter the products (the
+        mask is still drawn for every row, so the real rows drop what they dropped before); otherwise every row
+        is computed and the padded ones are zeroed.
         """
+        if k.shape[0] == 1 and q.shape[0] > 1:
+            return self._attend_folded(q, k, v, key_mask, query_mask)
+        out, weights = self._weigh(q, k, v, key_mask, self.attn_drop)
+        weights = weights.mean(dim=1)
+        if query_mask is not None:
+            out = out * query_mask[:, None, :, None].to(out.dtype)
+            weights = weights * query_mask[..., None].to(weights.dtype)
+        return out, weights
+
+    def _attend_folded(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+                       query_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One clip's K/V [1,h,N,dh], B questions: B is folded into the query axis so K/V are never copied B
+        times, and only the real query rows (all of them without `query_mask`) are computed."""
         B, h, Lq, dh = q.shape
         N = k.shape[2]
-        fold = k.shape[0] == 1 and B > 1
-        if fold:  # one clip, B questions: fold B into the query axis so K/V are never copied B times
-            q = q.transpose(0, 1).reshape(1, h, B * Lq, dh)
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(dh)              # [B,h,Lq,N] or [1,h,B*Lq,N]
+        q = q.transpose(0, 1).reshape(1, h, B * Lq, dh)
+        rows = None if query_mask is None else query_mask.reshape(-1).nonzero().squeeze(1)   # folded row indices
+        if rows is not None:
+            q = q.index_select(2, rows)
+
+        def drop(weights: torch.Tensor) -> torch.Tensor:
+            def layout(mask: torch.Tensor) -> torch.Tensor:
+                mask = mask.transpose(0, 1).reshape(1, h, B * Lq, N)
+                return mask if rows is None else mask.index_select(2, rows)
+            return self.attn_drop(weights, drawn_as=(B, h, Lq, N), layout=layout)
+
+        out, weights = self._weigh(q, k, v, key_mask, drop)            # [1,h,R,dh], [1,h,R,N]
+        weights = weights[0].mean(dim=0)                                # [R,N]
+        if rows is not None:
+            out = out.new_zeros(1, h, B * Lq, dh).index_copy(2, rows, out)
+            weights = weights.new_zeros(B * Lq, N).index_copy(0, rows, weights)
+        return out.view(h, B, Lq, dh).transpose(0, 1), weights.view(B, Lq, N)
+
+    @staticmethod
+    def _weigh(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, drop
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """softmax(q k^T / sqrt(dh)) over the real keys -> (drop(weights) @ v, weights), per head."""
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
         if key_mask is not None:
             key_mask = key_mask[:, None, None, :]
             # finfo.min rather than -inf: masked keys get exactly zero weight, all-masked rows stay finite
@@ -84,15 +132,7 @@ class MultiHeadAttention(nn.Module):
         weights = scores.softmax(dim=-1)
         if key_mask is not None:
             weights = weights * key_mask.any(dim=-1, keepdim=True)       # all-masked rows -> zeros
-        if fold:
-            dropped = self.attn_drop(weights, drawn_as=(B, h, Lq, N),
-                                     layout=lambda mask: mask.transpose(0, 1).reshape(1, h, B * Lq, N))
-        else:
-            dropped = self.attn_drop(weights)
-        out = dropped @ v
-        if fold:
-            return out.view(h, B, Lq, dh).transpose(0, 1), weights.view(h, B, Lq, N).mean(dim=0)
-        return out, weights.mean(dim=1)
+        return drop(weights) @ v, weights
 
 
 class ClipGroups:

@@ -219,6 +219,7 @@ class MCD(nn.Module):
 
         # question and text objects
         f_q = self.drop(self.text_proj(question))                                 # [B,L,d]
+        query_rows = torch.cat([q_mask, o_mask], dim=1)   # real tokens and objects: the rows gathering clues
         obj = None
         if self.uses_objects and objects.shape[1] > 0:
             obj = self.drop(self.text_proj(objects)) + self.object_kind(o_kind)
@@ -230,7 +231,7 @@ class MCD(nn.Module):
                 o_mask = o_mask & (o_kind == TYPE_WORD)
 
         # aggregators: the question gathers clues from each modality, then fuses text objects
-        hat_q, br_v, br_a = self._aggregate(f_q, low_v, x_a, hat_v, hat_a, obj, o_mask, clip_index)
+        hat_q, br_v, br_a = self._aggregate(f_q, low_v, x_a, hat_v, hat_a, obj, o_mask, clip_index, query_rows)
         if cfg.question_blocks:
             hat_q = self.question_blocks(hat_q, q_mask)
         pooled = masked_token_mean(hat_q, q_mask)                                 # [B,d]
@@ -327,7 +328,7 @@ class MCD(nn.Module):
         keep = (o_mask & (o_kind == KEYWORD)).to(per_object.dtype)[..., None]               # [B,K,1]
         return torch.einsum("bkc,kcd->bd", per_object * keep, maps[slots])
 
-    def _aggregate(self, f_q, low_v, x_a, hat_v, hat_a, obj, o_mask, clip_index
+    def _aggregate(self, f_q, low_v, x_a, hat_v, hat_a, obj, o_mask, clip_index, query_rows=None
                    ) -> tuple[torch.Tensor, BranchOutput, BranchOutput]:
         """f̂_q = LN(q + W[t_v ; t_a]) for q = f_q, then (with `hops` > 1) again with q = the previous f̂_q.
 
@@ -346,8 +347,8 @@ class MCD(nn.Module):
                            else hop["aggregator_audio"]})
         q, outs = f_q, []
         for r in rounds:
-            br_v = r["aggregator"](q, low_v, hat_v, obj, o_mask, clip_index)
-            br_a = r["aggregator_audio"](q, x_a, hat_a, obj, o_mask, clip_index)
+            br_v = r["aggregator"](q, low_v, hat_v, obj, o_mask, clip_index, query_rows)
+            br_a = r["aggregator_audio"](q, x_a, hat_a, obj, o_mask, clip_index, query_rows)
             q = r["combine_ln"](q + self.drop(r["combine"](torch.cat([br_v.tokens, br_a.tokens], dim=-1))))
             if br_v.object_clues is not None and len(outs) + 1 < len(rounds):
                 # objects that gathered clues query the next round with them, as the question tokens do
