@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mcd.model.association import ClipGroups
+from mcd.model.slots import object_slots, read_slots
 
 IGNORE = -100
 GROUNDING_POSITIONS = ("left", "middle", "right", "offscreen", "absent")
@@ -185,10 +186,9 @@ class GroundedExpert(nn.Module):
         """question [B,d] (the pooled question tokens), referents [B,K,width] (`GroundingHead.features` per keyword,
         zero where a keyword is padding or a type word; keyword k uses slot min(k, slots-1)) -> logits [B,C]."""
         B, K, width = referents.shape
-        slots = torch.arange(K, device=referents.device).clamp_max(self.slot_maps.shape[0] - 1)
-        read = torch.einsum("bkc,kcd->bd", referents, self.slot_maps[slots])
-        logits = self.out(F.gelu(self.question(question) + read))
+        logits = self.out(F.gelu(self.question(question) + read_slots(referents, self.slot_maps)))
         if self.comparator is not None:
+            slots = object_slots(K, referents.device, self.slot_maps.shape[0])
             weights = self.comparator(question).view(B, -1, width)[:, slots]                      # [B,K,width]
             t = (weights * referents * self.scalar_mask).sum(dim=(1, 2))
             logits = logits + t[:, None] * self.answer_sign

@@ -28,16 +28,11 @@ from mcd.model.association import Association, MultiHeadAttention, info_nce
 from mcd.model.dropout import Dropout
 from mcd.model.grounding import GroundedExpert, GroundingHead, GroundingTargets, ReferentQuery, grounding_loss
 from mcd.model.heads import PredictionHeader, TeacherHead
+from mcd.model.slots import MAX_OBJECT_SLOTS, object_slots, read_slots
 from mcd.questions import QUESTION_TYPES, per_type_table
 from mcd.vocab import answer_to_index
 
 KEYWORD, TYPE_WORD = 0, 1   # values of `objects_kind`
-MAX_OBJECT_SLOTS = 8        # objects past the 8th share the last slot embedding (templates have at most 4 keywords)
-
-
-def object_slots(K: int, device: torch.device) -> torch.Tensor:
-    """[K] slot index of each text object (its position in the list), the last slot shared past MAX_OBJECT_SLOTS."""
-    return torch.arange(K, device=device).clamp_max(MAX_OBJECT_SLOTS - 1)
 
 
 class SoundingPatches(nn.Module):
@@ -324,9 +319,8 @@ class MCD(nn.Module):
         right where the answer, reading the 256-wide clues, got 75%; a few-hundred-question template cannot find
         the one loudness direction among the clue's dimensions, but here it is one of ~30 named, bounded features.
         """
-        slots = object_slots(per_object.shape[1], per_object.device)
         keep = (o_mask & (o_kind == KEYWORD)).to(per_object.dtype)[..., None]               # [B,K,1]
-        return torch.einsum("bkc,kcd->bd", per_object * keep, maps[slots])
+        return read_slots(per_object * keep, maps)
 
     def _aggregate(self, f_q, low_v, x_a, hat_v, hat_a, obj, o_mask, clip_index, query_rows=None
                    ) -> tuple[torch.Tensor, BranchOutput, BranchOutput]:
