@@ -216,9 +216,11 @@ def test_weight_average_is_what_training_evaluates_saves_and_resumes(quick_run, 
         assert main(["train", "--config", "synth-quick.json", "--quiet", "--resume", "--set", "train.ema=0.99",
                      "--set", "train.epochs=2", "--out", "runs/ema"]) == 0
         second = torch.load("runs/ema/last.pt", map_location="cpu", weights_only=True)
-        assert second["ema"]["updates"] == json.loads(second["state"])["step"] == 2 * steps
+        total = json.loads(second["state"])["step"]
+        # batches hold whole clips, so an epoch's batch count varies with the shuffle: count the log's steps
+        assert second["ema"]["updates"] == total > steps
         log = [json.loads(line) for line in Path("runs/ema/log.jsonl").read_text().splitlines()]
-        assert [e["epoch"] for e in log] == [1, 2]
+        assert [e["epoch"] for e in log] == [1, 2] and [e["step"] for e in log] == [steps, total]
         assert all(0 < e["val_acc_raw"] <= 1 and 0 < e["val_acc"] <= 1 for e in log)
         capsys.readouterr()
         for ema, said in ((["--set", "train.ema=0.9"], "saved with train.ema=0.99, not 0.9"),
