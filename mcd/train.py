@@ -2,8 +2,14 @@
 
 Adam with linear warm-up and cosine decay, gradient clipping, the best-on-val checkpoint, a JSONL log, resume from
 `OUT/last.pt`, seeds, and optionally a moving average of the weights (`train.ema`, `mcd/ema.py`) that is what gets
-evaluated and saved. Multi-process data parallel through `torchrun` (gloo on CPU, nccl on GPU): every rank sees
-its own share of the video-grouped batches; rank 0 evaluates, logs and saves.
+evaluated and saved.
+
+Data parallel through `torchrun` (gloo: the loop trains on the CPU): every rank takes every `world_size`-th of
+the video-grouped batches, each of `batch_size / world_size` questions, so an optimizer step sees `batch_size`
+questions however many processes share it; rank 0 evaluates, logs and saves, with the other ranks' threads while
+they wait. `train.processes > 1` makes `mcd train` launch the ranks itself. Why two processes on a 2-core machine:
+this model's operations are too small for two threads to split well, and one single-threaded process per core
+makes an epoch of the shipped recipe about a fifth faster (`README.md`, must-show 5).
 """
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ import json
 import math
 import os
 import random
+import subprocess
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -57,8 +65,7 @@ class DistEnv:
         self.rank = int(os.environ.get("RANK", "0"))
         self.enabled = self.world_size > 1
         if self.enabled and not torch.distributed.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            torch.distributed.init_process_group(backend=backend)
+            torch.distributed.init_process_group(backend="gloo")   # the model and its batches stay on the CPU
 
     @property
     def is_main(self) -> bool:
@@ -67,6 +74,25 @@ class DistEnv:
     def barrier(self) -> None:
         if self.enabled:
             torch.distributed.barrier()
+
+    def any(self, flag: bool) -> bool:
+        """True when `flag` is true on any rank (every rank must call it)."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([int(flag)])
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item())
+
+    @contextlib.contextmanager
+    def main_rank_threads(self):
+        """On rank 0, for work the other ranks wait for at a barrier: their threads too (one each under torchrun)."""
+        before = torch.get_num_threads()
+        if self.enabled and self.is_main:
+            torch.set_num_threads(before * self.world_size)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def close(self) -> None:
         if self.enabled and torch.distributed.is_initialized():
@@ -120,6 +146,21 @@ def feature_dims(load_features, video_id: str, text_dim: int) -> dict:
     return {"visual_dim": Dv, "audio_dim": feats["audio"].shape[-1], "text_dim": text_dim, "T": T, "P": P}
 
 
+def unused_parameters(model: torch.nn.Module, loader) -> list[str]:
+    """Names of the trainable parameters that a training step of the loader's first batch leaves without a gradient
+    (a variant's idle layers: with `model.lambda_kd=0`, the approximation layers that learn only from the
+    distillation). DDP must be told to look for them every step (`find_unused_parameters`), which costs an extra
+    walk of the autograd graph, about 5% of a step of the shipped recipe; so it looks only when this probe finds
+    some. The probe runs on a fork of the
+    random state (starting a DataLoader iterator draws from it too) and its gradients are dropped, so the run that
+    follows is the one it would have been."""
+    with torch.random.fork_rng():
+        model(**next(iter(loader)).model_inputs()).loss.backward()
+    names = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    return names
+
+
 def evaluated_weights(model: torch.nn.Module, average: WeightAverage | None):
     """The block in which `model` holds the weights training evaluates and saves: the moving average when the
     recipe keeps one (`train.ema`), else the optimizer's own."""
@@ -152,14 +193,13 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
         except MirrorError as exc:
             raise RecipeError(f"train.mirror: {exc}") from exc
     model = MCD(config)
-    ddp_model = model
-    if dist.enabled:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel for every parameter's update; the per-tensor loop was 10% of a CPU step of the recipe
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    train_loader = train_set.loader(cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
-                                    rank=dist.rank, world_size=dist.world_size, mirror=cfg.mirror)
+    # each rank's share of an optimizer step's `batch_size` questions
+    train_loader = train_set.loader(math.ceil(cfg.batch_size / dist.world_size), shuffle=True, seed=cfg.seed,
+                                    num_workers=cfg.num_workers, rank=dist.rank, world_size=dist.world_size,
+                                    mirror=cfg.mirror)
     val_loader = val_set.loader(cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
     total_steps = cfg.epochs * len(train_loader)
     try:
@@ -186,6 +226,12 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
                 average.load_state_dict(saved["ema"])
             except ValueError as exc:
                 raise RecipeError(f"{last_path}: {exc}") from exc
+    ddp_model = model
+    if dist.enabled:
+        train_loader.batch_sampler.set_epoch(state["epoch"])
+        unused = dist.any(bool(unused_parameters(model, train_loader)))
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=unused,
+                                                            gradient_as_bucket_view=True)
     # a fresh run starts its own log: appending would splice an older run's epochs into this one's
     log = open(out / "log.jsonl", "a" if resumed else "w") if dist.is_main else None
     ood_stats = None
@@ -214,45 +260,46 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.set_postfix(loss=f"{sums['loss'] / n_batches:.3f}")
         state["epoch"] = epoch + 1
-        if dist.is_main:
-            raw_acc = None
-            if average is not None:  # the raw weights' score too, so the log shows what the average adds
-                raw_acc = accuracy(prediction_rows(model, val_loader, head=cfg.head), val_answers)
-            with evaluated_weights(model, average):
-                rows = prediction_rows(model, val_loader, head=cfg.head)
-            val_acc = accuracy(rows, val_answers)
-            teacher_acc = accuracy(rows, val_answers, key="teacher_pred")
-            entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
-                     **{f"train_{k}": v / max(1, n_batches) for k, v in sums.items()},
-                     "val_acc": val_acc, "val_teacher_acc": teacher_acc,
-                     **({"val_acc_raw": raw_acc} if raw_acc is not None else {}),
-                     "elapsed_s": round(time.perf_counter() - started, 1)}
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-            if progress:
-                print(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} val acc {val_acc:.4f} "
-                      f"(teacher {teacher_acc:.4f})" + (f" raw weights {raw_acc:.4f}" if raw_acc is not None
-                                                         else ""), flush=True)
-            if val_acc > state["best_acc"]:
-                state.update(best_acc=val_acc, best=entry, stale=0)
-                if ood_stats is None:
-                    ood_stats = ood.calibrate(load_features(v)
-                                              for v in sorted({r.video_id for r in train_set.records}))
+        with dist.main_rank_threads():  # the other ranks wait at the barrier below
+            if dist.is_main:
+                raw_acc = None
+                if average is not None:  # the raw weights' score too, so the log shows what the average adds
+                    raw_acc = accuracy(prediction_rows(model, val_loader, head=cfg.head), val_answers)
                 with evaluated_weights(model, average):
-                    save_checkpoint(out / "best", model,
-                                    extra_config={"encoders": encoders.specs(), "T": config.T, "ood": ood_stats,
-                                                  "provenance": {"recipe": recipe.to_dict(), "epoch": epoch + 1,
-                                                                 "val_acc": val_acc, "head": cfg.head}},
-                                    extra_tensors=encoders.state_tensors(),
-                                    metrics={"val": {"acc": val_acc, "teacher_acc": teacher_acc,
-                                                     "epoch": epoch + 1}})
-            else:
-                state["stale"] += 1
-            tmp = last_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "state": json.dumps(state), "rng": torch.get_rng_state(),
-                        **({"ema": average.state_dict()} if average is not None else {})}, tmp)
-            os.replace(tmp, last_path)
+                    rows = prediction_rows(model, val_loader, head=cfg.head)
+                val_acc = accuracy(rows, val_answers)
+                teacher_acc = accuracy(rows, val_answers, key="teacher_pred")
+                entry = {"epoch": epoch + 1, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
+                         **{f"train_{k}": v / max(1, n_batches) for k, v in sums.items()},
+                         "val_acc": val_acc, "val_teacher_acc": teacher_acc,
+                         **({"val_acc_raw": raw_acc} if raw_acc is not None else {}),
+                         "elapsed_s": round(time.perf_counter() - started, 1)}
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+                if progress:
+                    print(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f} val acc {val_acc:.4f} "
+                          f"(teacher {teacher_acc:.4f})" + (f" raw weights {raw_acc:.4f}" if raw_acc is not None
+                                                             else ""), flush=True)
+                if val_acc > state["best_acc"]:
+                    state.update(best_acc=val_acc, best=entry, stale=0)
+                    if ood_stats is None:
+                        ood_stats = ood.calibrate(load_features(v)
+                                                  for v in sorted({r.video_id for r in train_set.records}))
+                    with evaluated_weights(model, average):
+                        save_checkpoint(out / "best", model,
+                                        extra_config={"encoders": encoders.specs(), "T": config.T, "ood": ood_stats,
+                                                      "provenance": {"recipe": recipe.to_dict(), "epoch": epoch + 1,
+                                                                     "val_acc": val_acc, "head": cfg.head}},
+                                        extra_tensors=encoders.state_tensors(),
+                                        metrics={"val": {"acc": val_acc, "teacher_acc": teacher_acc,
+                                                         "epoch": epoch + 1}})
+                else:
+                    state["stale"] += 1
+                tmp = last_path.with_suffix(".tmp")
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "state": json.dumps(state), "rng": torch.get_rng_state(),
+                            **({"ema": average.state_dict()} if average is not None else {})}, tmp)
+                os.replace(tmp, last_path)
         stop = torch.tensor([int(cfg.patience is not None and state["stale"] >= cfg.patience)])
         if dist.enabled:
             torch.distributed.broadcast(stop, 0)
@@ -276,12 +323,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def launch(processes: int, args: argparse.Namespace) -> int:
+    """Run this same `mcd train` as `processes` torchrun ranks on this machine and return their exit status. The
+    cores are shared out (OMP_NUM_THREADS, unless set): one rank per core is what makes the processes pay."""
+    argv = ["--config", str(args.config), *(f"--set={item}" for item in args.set)]
+    argv += [f"--out={args.out}"] if args.out else []
+    argv += ["--resume"] if args.resume else []
+    argv += ["--quiet"] if args.quiet else []
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+               "-m", "mcd", "train", *argv]
+    return subprocess.run(command, env=env).returncode
+
+
 def run(args: argparse.Namespace) -> int:
     from mcd.cli import CLIError
 
     overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
     try:
         recipe = load_recipe(args.config, overrides)
+        processes = recipe.train.processes
+        if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
+            raise RecipeError(f"train.processes must be a whole number of at least 1, got {processes!r}")
+        if processes > 1 and "WORLD_SIZE" not in os.environ:
+            return launch(processes, args)
         result = train(recipe, resume=args.resume, progress=not args.quiet)
     except (RecipeError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from exc
