@@ -4,8 +4,8 @@ Adam with linear warm-up and cosine decay, gradient clipping, the best-on-val ch
 `OUT/last.pt`, seeds, and optionally a moving average of the weights (`train.ema`, `mcd/ema.py`) that is what gets
 evaluated and saved.
 
-Data parallel through `torchrun` (gloo: the loop trains on the CPU): every rank takes every `world_size`-th of
-the video-grouped batches, each of `batch_size / world_size` questions, so an optimizer step sees `batch_size`
+Data parallel through `torchrun` (gloo: the loop trains on the CPU): the ranks share out the clips of each batch
+of one process (mcd.data.dataset.VideoGroupedBatches), so a run makes the same optimizer steps over the same
 questions however many processes share it; rank 0 evaluates, logs and saves, with the other ranks' threads while
 they wait. `train.processes > 1` makes `mcd train` launch the ranks itself. Why two processes on a 2-core machine:
 this model's operations are too small for two threads to split well, and one single-threaded process per core
@@ -196,10 +196,9 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel for every parameter's update; the per-tensor loop was 10% of a CPU step of the recipe
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    # each rank's share of an optimizer step's `batch_size` questions
-    train_loader = train_set.loader(math.ceil(cfg.batch_size / dist.world_size), shuffle=True, seed=cfg.seed,
-                                    num_workers=cfg.num_workers, rank=dist.rank, world_size=dist.world_size,
-                                    mirror=cfg.mirror)
+    # each rank takes its share of the clips of every batch of one process
+    train_loader = train_set.loader(cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
+                                    rank=dist.rank, world_size=dist.world_size, mirror=cfg.mirror)
     val_loader = val_set.loader(cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
     total_steps = cfg.epochs * len(train_loader)
     try:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mcd.cli import CLIError
+from mcd.data.dataset import VideoGroupedBatches
 from mcd.model import MCD
 from mcd.train import DistEnv, run, unused_parameters
 from tests.test_model import make_batch, small_config
@@ -56,3 +57,36 @@ def test_processes_must_be_a_whole_number_of_at_least_one(value, tmp_path):
                               resume=False, quiet=True)
     with pytest.raises(CLIError, match="train.processes must be a whole number"):
         run(args)
+
+
+class Record:
+    def __init__(self, video_id: str):
+        self.video_id = video_id
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_ranks_share_out_the_clips_of_one_process_batches(mirror):
+    """Each step of two ranks covers exactly the questions of that step of one process, in whole clips."""
+    sizes = [3, 5, 2, 4, 4, 1, 6, 3, 2, 5, 3]         # questions per clip
+    records = [Record(f"v{v}") for v, n in enumerate(sizes) for _ in range(n)]
+    for epoch in (0, 1):
+        one = VideoGroupedBatches(records, 8, shuffle=True, seed=3, mirror=mirror)
+        ranks = [VideoGroupedBatches(records, 8, shuffle=True, seed=3, rank=r, world_size=2, mirror=mirror)
+                 for r in (0, 1)]
+        for sampler in (one, *ranks):
+            sampler.set_epoch(epoch)
+        steps = list(one)
+        shares = [list(r) for r in ranks]
+        assert len(shares[0]) == len(shares[1]) == len(len_ok := [b for b in steps if n_clips(b, records) >= 2])
+        for whole, a, b in zip(len_ok, *shares):
+            assert sorted(a + b) == sorted(whole) and a and b
+            assert not {clip(i, records) for i in a} & {clip(i, records) for i in b}   # whole clips to each rank
+    assert len(one) > 2
+
+
+def clip(item, records) -> str:
+    return records[item[0] if isinstance(item, tuple) else item].video_id
+
+
+def n_clips(batch, records) -> int:
+    return len({clip(i, records) for i in batch})

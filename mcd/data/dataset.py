@@ -55,8 +55,10 @@ def record_objects(record) -> tuple[list[str], list[int]]:
 class VideoGroupedBatches:
     """Batches of whole videos' questions (~`batch_size` questions each); reshuffled per epoch; DDP-aware.
 
-    With `world_size > 1` every rank builds the same shuffled batch list and keeps every `world_size`-th batch,
-    dropping the tail so all ranks run the same number of steps (DDP would hang otherwise).
+    With `world_size > 1` every rank builds the same shuffled batches and takes every `world_size`-th clip of each:
+    the ranks' shares of a step are the questions one process would see in that step, so a run makes the same
+    optimizer steps over the same questions whatever the number of processes. A batch with fewer clips than
+    ranks (at most the last one) is dropped, as every rank must take part in every step (DDP would hang).
 
     With `mirror`, each video is seen in a mirror (see mcd.data.mirror) in about half the epochs, drawn per
     (seed, epoch, video) from its own generator, so the batches themselves are those of `mirror` off. The batch
@@ -80,22 +82,22 @@ class VideoGroupedBatches:
         if self.shuffle:
             random.Random(self.seed * 100_003 + self.epoch).shuffle(videos)
         flips = random.Random(f"mirror-{self.seed}-{self.epoch}")
-        batches, current = [], []
+        batches, current, size = [], [], 0      # a batch is a list of clips, each the list of its questions
         for v in videos:
             if self.mirror:
                 mirrored = flips.random() < 0.5
-                current.extend((i, mirrored) for i in self.by_video[v])
+                current.append([(i, mirrored) for i in self.by_video[v]])
             else:
-                current.extend(self.by_video[v])
-            if len(current) >= self.batch_size:
+                current.append(self.by_video[v])
+            size += len(current[-1])
+            if size >= self.batch_size:
                 batches.append(current)
-                current = []
+                current, size = [], 0
         if current:
             batches.append(current)
         if self.world_size > 1:
-            usable = len(batches) - len(batches) % self.world_size
-            batches = batches[self.rank:usable:self.world_size]
-        return batches
+            batches = [b[self.rank::self.world_size] for b in batches if len(b) >= self.world_size]
+        return [[item for clip in batch for item in clip] for batch in batches]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self._batches())
