@@ -56,8 +56,8 @@ class TrainSection:
     mirror: bool = False                # see each training clip left-right mirrored in about half the epochs
     ema: float | None = None            # evaluate, keep and publish a moving average of the weights (decay)
     expert_refit_epochs: int = 0        # `mcd calibrate` refits the grounded expert for this many epochs first
-    processes: int = 1                  # `mcd train` runs this many data-parallel processes (torchrun, gloo) and
-                                        # shares each batch of `batch_size` questions among them
+    processes: int = 1                  # `mcd train` runs this many data-parallel processes (torchrun, gloo);
+                                        # they share out the clips of each batch, so the steps stay the same
 
 
 @dataclass

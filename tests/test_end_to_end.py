@@ -238,3 +238,25 @@ def test_weight_average_is_what_training_evaluates_saves_and_resumes(quick_run, 
         assert main(["train", "--config", "synth-quick.json", "--quiet", "--resume", "--set", "train.ema=0.99",
                      "--set", "train.epochs=2", "--out", "runs/no-ema"]) == 2
         assert "saved without train.ema" in capsys.readouterr().err
+
+
+def test_two_processes_make_the_steps_of_one(quick_run, capfd):
+    """`train.processes=2`: `mcd train` launches two torchrun ranks itself. They share out the clips of each of one
+    process's batches, so two epochs make the optimizer steps of the one-process run (less a last batch of one
+    clip, which two ranks cannot share), and rank 0's checkpoint evaluates on the fresh test set. With
+    `model.lambda_kd=0` some layers get no gradient, which the probe finds and DDP is told to look for."""
+    one = [json.loads(line) for line in (quick_run / "runs/synth-quick/log.jsonl").read_text().splitlines()]
+    with contextlib.chdir(quick_run):
+        capfd.readouterr()
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "train.processes=2",
+                     "--set", "train.epochs=2", "--out", "runs/ddp"]) == 0
+        result = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+        assert result["world_size"] == 2
+        assert one[1]["step"] - 2 <= result["steps"] <= one[1]["step"]
+        assert main(["evaluate", "--checkpoint", "runs/ddp/best", "--data", "data/synth-quick-fresh-test",
+                     "--split", "test", "--report", "runs/ddp/report.json"]) == 0
+        assert json.loads(Path("runs/ddp/report.json").read_text())["n"] > 100
+
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "train.processes=2",
+                     "--set", "train.epochs=1", "--set", "model.lambda_kd=0", "--out", "runs/ddp-no-kd"]) == 0
+        assert json.loads(capfd.readouterr().out.strip().splitlines()[-1])["world_size"] == 2
