@@ -244,7 +244,8 @@ def test_two_processes_make_the_steps_of_one(quick_run, capfd):
     """`train.processes=2`: `mcd train` launches two torchrun ranks itself. They share out the clips of each of one
     process's batches, so two epochs make the optimizer steps of the one-process run (less a last batch of one
     clip, which two ranks cannot share), and rank 0's checkpoint evaluates on the fresh test set. With
-    `model.lambda_kd=0` some layers get no gradient, which the probe finds and DDP is told to look for."""
+    `model.lambda_kd=0` some layers get no gradient; the probe finds them and they are frozen, as one process
+    leaves them (DDP's own search for unused parameters missed them and failed at the second step)."""
     one = [json.loads(line) for line in (quick_run / "runs/synth-quick/log.jsonl").read_text().splitlines()]
     with contextlib.chdir(quick_run):
         capfd.readouterr()
