@@ -217,3 +217,71 @@ def test_cli_errors_are_messages(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "none of the 1 training clips" in captured.err
     assert "fake_000.mp4: missing" in captured.out and "skipped fake_001.mp4:" in captured.out
+
+
+# ----------------------------------------------------------------------------- mixing windows (audio_mix)
+
+
+def _window_set(n: int = 6, classes: int = 3) -> "ClipSet":
+    from mcd.encoders.pretrain import ClipSet
+
+    g = torch.Generator().manual_seed(0)
+    presence = (torch.rand(n, classes, generator=g) > 0.5).float() * torch.rand(n, classes, generator=g)
+    mask = presence > 0
+    return ClipSet(video_ids=["v"], frames=torch.zeros(n, 3, 4, 4, dtype=torch.uint8),
+                   cells=torch.zeros(n, 49, dtype=torch.long), logmel=torch.zeros(n, 1, 64, 101, dtype=torch.half),
+                   presence=presence, loudness=torch.rand(n, classes, generator=g) * mask,
+                   log_rate=torch.randn(n, classes, generator=g) * mask, level_mask=mask,
+                   single=torch.full((n,), -1), clip_of=torch.zeros(n, dtype=torch.long),
+                   waves=0.1 * torch.randn(n, 16000, generator=g))
+
+
+def test_mixed_windows_sum_their_sound_and_join_their_labels():
+    from mcd.encoders.pretrain import mix_windows
+    from mcd.encoders.synth import SynthAudioEncoder
+
+    enc, data = SynthAudioEncoder(), _window_set()
+    idx = torch.tensor([0, 1, 2, 3, 4, 5])
+    gen = torch.Generator().manual_seed(3)
+    logmel, (presence, loudness, log_rate, mask) = mix_windows(enc, data, idx, gen, p=1.0)
+    other = torch.randint(len(data), (len(idx),), generator=torch.Generator().manual_seed(3))  # the partners drawn
+    assert torch.equal(logmel, enc.preprocess(data.waves[idx] + data.waves[other]))
+    assert torch.equal(presence, torch.maximum(data.presence[idx], data.presence[other]))
+    assert torch.equal(mask, data.level_mask[idx] | data.level_mask[other])
+    for i, j in zip(idx.tolist(), other.tolist()):
+        for c in range(3):
+            a, b = bool(data.level_mask[i, c]), bool(data.level_mask[j, c])
+            # the louder player's loudness and rate where both windows have the class, else the one that has it
+            src = j if b and (not a or data.loudness[j, c] > data.loudness[i, c]) else i
+            if a or b:
+                assert loudness[i, c] == data.loudness[src, c] and log_rate[i, c] == data.log_rate[src, c]
+
+
+def test_windows_left_unmixed_keep_their_sound_and_labels():
+    from mcd.encoders.pretrain import mix_windows
+    from mcd.encoders.synth import SynthAudioEncoder
+
+    enc, data = SynthAudioEncoder(), _window_set()
+    idx = torch.tensor([5, 0, 3])
+    logmel, (presence, loudness, log_rate, mask) = mix_windows(enc, data, idx, torch.Generator().manual_seed(1), p=0.0)
+    assert torch.equal(logmel, enc.preprocess(data.waves[idx]))
+    for got, want in ((presence, data.presence), (loudness, data.loudness), (log_rate, data.log_rate),
+                      (mask, data.level_mask)):
+        assert torch.equal(got, want[idx])
+
+
+def test_pretrain_with_mixing_keeps_the_windows_and_records_it(benchmark, tmp_path, one_thread):
+    out = tmp_path / "enc"
+    assert cli_main(["pretrain-encoders", "--data", str(benchmark), "--out", str(out), "--T", "3", "--visual-steps",
+                     "0", "--audio-steps", "60", "--batch-size", "16", "--workers", "0", "--lr", "3e-3",
+                     "--audio-mix", "0.5"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["audio_mix"] == 0.5 and metrics["visual_steps"] == 0  # 0 steps leaves the visual CNN as it is
+    assert metrics["audio"]["single_instrument_accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5"])
+def test_audio_mix_must_be_a_probability(tmp_path, capsys, value):
+    assert cli_main(["pretrain-encoders", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                     "--audio-mix", value]) == 2
+    assert "--audio-mix is a probability between 0 and 1" in capsys.readouterr().err
