@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from encoders import fit_linear  # noqa: E402  (bench/encoders.py: the same probe on freshly encoded clips)
 from mcd.encoders.labels import PRESENT, LabelSpace, audio_targets, read_scenes  # noqa: E402
 
 
@@ -45,26 +45,20 @@ def main() -> None:
     p.add_argument("--features", type=Path, required=True, help="`mcd extract` cache of that benchmark")
     p.add_argument("--steps", type=int, default=1500)
     args = p.parse_args()
-    torch.manual_seed(0)
     torch.set_num_threads(1)  # a 128 -> C linear map: threads only wait on each other
     scenes = read_scenes(args.data / "scenes.jsonl")
     space = LabelSpace.from_scenes(scenes)
     x_train, y_train = windows(scenes, "train", args.features, space)
     x_test, y_test = windows(scenes, "test", args.features, space)
-    mu, sd = x_train.mean((0, 1)), x_train.std((0, 1)) + 1e-5
-    probe = torch.nn.Linear(x_train.shape[-1], len(space.audio))
-    opt = torch.optim.Adam(probe.parameters(), 1e-2, weight_decay=1e-4)
-    for _ in range(args.steps):
-        loss = F.binary_cross_entropy_with_logits(probe((x_train - mu) / sd), (y_train >= PRESENT).float())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fitted = fit_linear(x_train.flatten(0, 1), (y_train >= PRESENT).float().flatten(0, 1), len(space.audio),
+                        multilabel=True, steps=args.steps, seed=0)
+    probe = lambda x: fitted(x.flatten(0, 1)).view(*x.shape[:2], -1)  # noqa: E731  [clips, T, D] -> [clips, T, C]
     instruments = slice(0, len(space.audio) - 1)  # the last class is the voiceover
     print(f"{args.features}: {len(x_train)} train clips, {len(x_test)} test clips, classes {', '.join(space.audio)}\n")
     print("| windows | n | (window, class) right | whole set right |\n|---|---:|---:|---:|")
     with torch.no_grad():
         for name, x, y in (("train (fitted on)", x_train, y_train), ("test", x_test, y_test)):
-            right = (probe((x - mu) / sd).sigmoid() >= 0.5) == (y >= PRESENT)
+            right = (probe(x).sigmoid() >= 0.5) == (y >= PRESENT)
             print(f"| {name}, all | {right.shape[0] * right.shape[1]} | {right.float().mean():.3f} | "
                   f"{right.all(-1).float().mean():.3f} |")
             sources = (y[..., instruments] > 0).sum(-1)
@@ -73,7 +67,7 @@ def main() -> None:
                 if m.any() and name == "test":
                     print(f"| test, {k} instrument(s) sounding | {int(m.sum())} | {right[m].float().mean():.3f} | "
                           f"{right[m].all(-1).float().mean():.3f} |")
-        guess = (probe((x_test - mu) / sd).sigmoid() >= 0.5)[..., instruments].any(1)
+        guess = (probe(x_test).sigmoid() >= 0.5)[..., instruments].any(1)
         truth = (y_test >= PRESENT)[..., instruments].any(1)
     sets = (guess == truth).all(-1).float().mean()
     counts = (guess.sum(-1) == truth.sum(-1)).float().mean()

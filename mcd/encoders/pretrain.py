@@ -233,7 +233,7 @@ def mix_windows(enc: SynthAudioEncoder, data: ClipSet, idx: torch.Tensor, gen: t
     """Each window of the batch, with probability `p`, summed with another random training window.
 
     Why: the frozen audio features of the shipped recipe tell which classes sound in a 1-s window right for 97%
-    of the (window, class) pairs, but get the whole set right for only 74% of test windows, 36% where three
+    of the (window, class) pairs, but get the whole set right for only 74% of test windows, 35% where three
     instruments sound (a linear probe, `bench/audio_mixtures.py`; 86% on the windows it was fitted on), and the
     counting questions about sound need that set. The CNN sees only the 10,000 mixtures of its training clips.
     Sound adds, so the sum of two windows is another honest mixture, and its labels follow from theirs: a class
