@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
                                 str(s.test_seed), "--splits", "test=1", "--questions-per-video",
                                 str(s.questions_per_video), "--workers", w, "--quiet"],
            seconds, done=(fresh / "scenes.jsonl").exists())
-    pre = [f"--{k.replace('_', '-')}={v}" for k, v in recipe.pretrain.items()]
+    pre = [f"--{k.replace('_', '-')}={json.dumps(v) if isinstance(v, (dict, list)) else v}"
+           for k, v in recipe.pretrain.items()]
     _stage("pretrain-encoders", ["pretrain-encoders", "--data", str(root), "--out", recipe.encoders,
                                  "--workers", w, *pre], seconds, done=(Path(recipe.encoders) / "encoders.json").exists())
     _stage("extract", ["extract", "--data", str(root), "--encoders", recipe.encoders, "--cache",

@@ -87,6 +87,25 @@ def test_spec_and_state_dict_round_trip(cls, spec, make):
     assert fresh.id != trained.id and not torch.allclose(fresh.encode(x), trained.encode(x))
 
 
+def test_audio_freq_strides_keep_frequency_detail_and_old_specs_load_as_before():
+    """A spec written before `freq_strides` existed builds the [2, 2, 2, 2] net, whose weights it carries; the
+    finer [2, 1, 2, 1] net keeps 16 frequency bins (4x the projection's input) and loads its own weights only."""
+    old = SynthAudioEncoder(dim=32)
+    spec = old.spec()
+    assert spec["arch"]["freq_strides"] == [2, 2, 2, 2]
+    del spec["arch"]["freq_strides"]
+    rebuilt = build_encoder(spec, old.state_dict())
+    x = windows(3)
+    assert rebuilt.id == old.id and torch.equal(rebuilt.encode(x), old.encode(x))
+
+    fine = SynthAudioEncoder(dim=32, arch={"freq_strides": [2, 1, 2, 1]})
+    assert fine.net.proj.in_features == 4 * old.net.proj.in_features
+    assert fine.encode(x).shape == (3, 32)
+    assert build_encoder(fine.spec(), fine.state_dict()).id == fine.id
+    with pytest.raises(EncoderSpecError, match="do not match its spec"):
+        build_encoder({k: v for k, v in spec.items() if k != "digest"}, fine.state_dict())
+
+
 def test_state_dict_that_does_not_fit_the_spec():
     small = SynthVisualEncoder(dim=32, arch={"widths": [8, 16, 24, 32]})
     with pytest.raises(EncoderSpecError):
@@ -102,6 +121,9 @@ def test_state_dict_that_does_not_fit_the_spec():
     ({"modality": "smell", "backend": "synth"}, "modality 'smell'"),
     ({**VISUAL, "arch": {"depth": 3}}, "unknown synth architecture"),
     ({**VISUAL, "arch": {"widths": [8, 16]}}, "4 stage widths"),
+    ({**VISUAL, "arch": {"freq_strides": [2, 1, 2, 1]}}, "unknown synth architecture"),
+    ({**AUDIO, "arch": {"freq_strides": [2, 1, 2]}}, "4 strides of 1 or 2"),
+    ({**AUDIO, "arch": {"freq_strides": [2, 4, 2, 1]}}, "4 strides of 1 or 2"),
     ("synth", "must be a dict"),
 ])
 def test_bad_specs(spec, match):

@@ -41,6 +41,7 @@ from mcd.encoders.labels import (
     read_scenes,
     single_instrument,
 )
+from mcd.encoders.base import EncoderSpecError
 from mcd.encoders.synth import SynthAudioEncoder, SynthVisualEncoder, normalise_frames, resize_frames
 from mcd.encoders.text import minilm_spec
 
@@ -321,6 +322,16 @@ def evaluate_audio(enc: SynthAudioEncoder, head: AudioHead, data: ClipSet, stats
 # ----------------------------------------------------------------------------- command
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object of architecture fields, got {text}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="benchmark folder written by `mcd synth` (scenes.jsonl, videos/)")
     p.add_argument("--out", required=True, type=Path, help="folder for encoders.json, visual.safetensors, audio.safetensors")
@@ -331,6 +342,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio-steps", type=int, default=1000, help="optimiser steps for the audio CNN")
     p.add_argument("--audio-mix", type=float, default=0.0,
                    help="probability that a training window is summed with another one (0 = never; see mix_windows)")
+    p.add_argument("--audio-arch", type=_json_object, default=None, metavar="JSON",
+                   help='synth audio architecture fields, e.g. \'{"freq_strides": [2, 1, 2, 1]}\' (default: the original net)')
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--max-videos", type=int, default=None, help="use at most this many training videos")
@@ -376,7 +389,10 @@ def run(args: argparse.Namespace) -> int:
     provenance = {"data": args.data.resolve().name, "visual_classes": list(space.visual),
                   "audio_classes": list(space.audio), "T": args.T}
     visual = SynthVisualEncoder(args.visual_dim, provenance=provenance)
-    audio = SynthAudioEncoder(args.audio_dim, provenance=provenance)
+    try:
+        audio = SynthAudioEncoder(args.audio_dim, arch=args.audio_arch, provenance=provenance)
+    except EncoderSpecError as e:
+        raise CLIError(f"--audio-arch: {e}") from None
 
     start = time.time()
     train, bad_train = load_clips(train_scenes, args.data, space, visual, audio, args.T, args.workers, "decode train",

@@ -31,10 +31,11 @@ from mcd.encoders.base import (
 VISUAL_DEFAULTS: dict[str, Any] = {"input_size": 112, "widths": [24, 48, 96, 128]}
 AUDIO_DEFAULTS: dict[str, Any] = {
     "n_mels": 64, "n_fft": 512, "win_length": 400, "hop_length": 160, "widths": [16, 32, 64, 128],
+    "freq_strides": [2, 2, 2, 2],
 }
 
 
-def conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
+def conv_bn(cin: int, cout: int, stride: int | tuple[int, int]) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
@@ -61,23 +62,30 @@ class SynthVisualNet(nn.Module):
 
 class SynthAudioNet(nn.Module):
     """Log-mel [1, n_mels, frames] -> [dim]. The input BatchNorm is a fixed affine at inference, so absolute
-    level (loudness) survives; pooling is over time only, keeping where in frequency the energy sits."""
+    level (loudness) survives; pooling is over time only, keeping where in frequency the energy sits.
 
-    def __init__(self, dim: int = 128, n_mels: int = 64, widths: Sequence[int] = (16, 32, 64, 128)):
+    Each of the four downsampling stages halves time; `freq_strides` says how much it divides frequency. The
+    original [2, 2, 2, 2] leaves 4 frequency bins of 16 mel bands each, which tells one instrument from another
+    but not which of three or four overlapping ones sound (`bench/audio_mixtures.py`); [2, 1, 2, 1] keeps 16.
+    """
+
+    def __init__(self, dim: int = 128, n_mels: int = 64, widths: Sequence[int] = (16, 32, 64, 128),
+                 freq_strides: Sequence[int] = (2, 2, 2, 2)):
         super().__init__()
         w0, w1, w2, w3 = widths
+        f0, f1, f2, f3 = (int(f) for f in freq_strides)
         self.norm = nn.BatchNorm2d(1)
         self.features = nn.Sequential(
-            conv_bn(1, w0, 2),
-            conv_bn(w0, w1, 2),
+            conv_bn(1, w0, (f0, 2)),
+            conv_bn(w0, w1, (f1, 2)),
             conv_bn(w1, w1, 1),
-            conv_bn(w1, w2, 2),
+            conv_bn(w1, w2, (f2, 2)),
             conv_bn(w2, w2, 1),
-            conv_bn(w2, w3, 2),
+            conv_bn(w2, w3, (f3, 2)),
         )
         freq = n_mels
-        for _ in range(4):
-            freq = (freq + 1) // 2
+        for f in (f0, f1, f2, f3):
+            freq = (freq + f - 1) // f
         self.proj = nn.Linear(2 * w3 * freq, dim)
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
@@ -126,6 +134,9 @@ def _arch(spec: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any
     arch.update(spec.get("arch", {}))
     if len(arch["widths"]) != 4:
         raise EncoderSpecError(f"synth widths must list 4 stage widths, got {arch['widths']}")
+    strides = arch.get("freq_strides")   # audio only
+    if strides is not None and (len(strides) != 4 or any(type(f) is not int or f not in (1, 2) for f in strides)):
+        raise EncoderSpecError(f"synth freq_strides must list 4 strides of 1 or 2, got {strides}")
     return arch
 
 
@@ -235,7 +246,7 @@ class SynthAudioEncoder(nn.Module, AudioEncoder):
         self.provenance = dict(provenance or {})
         a = self.arch
         self.logmel = LogMel(a["n_mels"], a["n_fft"], a["win_length"], a["hop_length"])
-        self.net = SynthAudioNet(self.dim, a["n_mels"], a["widths"])
+        self.net = SynthAudioNet(self.dim, a["n_mels"], a["widths"], a["freq_strides"])
         self.batch_size = 128
         self._id: str | None = None
         self.freeze()
