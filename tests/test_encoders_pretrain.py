@@ -274,10 +274,35 @@ def test_pretrain_with_mixing_keeps_the_windows_and_records_it(benchmark, tmp_pa
     out = tmp_path / "enc"
     assert cli_main(["pretrain-encoders", "--data", str(benchmark), "--out", str(out), "--T", "3", "--visual-steps",
                      "0", "--audio-steps", "60", "--batch-size", "16", "--workers", "0", "--lr", "3e-3",
-                     "--audio-mix", "0.5"]) == 0
+                     "--audio-mix", "0.5", "--audio-arch", '{"freq_strides": [2, 1, 2, 2]}']) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["audio_mix"] == 0.5 and metrics["visual_steps"] == 0  # 0 steps leaves the visual CNN as it is
     assert metrics["audio"]["single_instrument_accuracy"] > 0.9
+    # the architecture travels in the spec, so extraction and the checkpoint rebuild the same net
+    spec = json.loads((out / "encoders.json").read_text())["audio"]
+    assert spec["arch"]["freq_strides"] == [2, 1, 2, 2]
+    audio = build_encoder(spec, load_file(out / "audio.safetensors"))
+    assert audio.net.proj.in_features == 2 * audio.arch["widths"][-1] * 8 and audio.id.endswith(spec["digest"])
+
+
+@pytest.mark.parametrize("value,message", [
+    ('{"freq_strides": [2, 1, 3, 1]}', "--audio-arch: synth freq_strides must list 4 strides of 1 or 2"),
+    ('{"depth": 3}', "--audio-arch: unknown synth architecture fields ['depth']"),
+])
+def test_audio_arch_must_fit_the_synth_net(tmp_path, capsys, value, message):
+    assert cli_main(["pretrain-encoders", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                     "--audio-arch", value]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value,message", [
+    ("[2, 1, 2, 2]", "a JSON object of architecture fields"),
+    ("{freq_strides: 1}", "not JSON"),
+])
+def test_audio_arch_must_be_a_json_object(tmp_path, capsys, value, message):
+    with pytest.raises(SystemExit) as exc:   # argparse's own type check: usage line, exit 2
+        cli_main(["pretrain-encoders", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--audio-arch", value])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value", ["-0.1", "1.5"])

@@ -364,6 +364,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CLIError(f"--lr must be positive, got {args.lr}")
     if not 0 <= args.audio_mix <= 1:
         raise CLIError(f"--audio-mix is a probability between 0 and 1, got {args.audio_mix}")
+    try:
+        SynthAudioEncoder(args.audio_dim, arch=args.audio_arch)
+    except EncoderSpecError as e:
+        raise CLIError(f"--audio-arch: {e}") from None
     if not args.data.is_dir():
         raise CLIError(f"--data {args.data} is not a folder; generate one with `mcd synth --out {args.data}`")
     if args.out.exists() and not args.out.is_dir():
@@ -389,10 +393,7 @@ def run(args: argparse.Namespace) -> int:
     provenance = {"data": args.data.resolve().name, "visual_classes": list(space.visual),
                   "audio_classes": list(space.audio), "T": args.T}
     visual = SynthVisualEncoder(args.visual_dim, provenance=provenance)
-    try:
-        audio = SynthAudioEncoder(args.audio_dim, arch=args.audio_arch, provenance=provenance)
-    except EncoderSpecError as e:
-        raise CLIError(f"--audio-arch: {e}") from None
+    audio = SynthAudioEncoder(args.audio_dim, arch=args.audio_arch, provenance=provenance)
 
     start = time.time()
     train, bad_train = load_clips(train_scenes, args.data, space, visual, audio, args.T, args.workers, "decode train",
