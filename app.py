@@ -2,7 +2,7 @@
 
     python app.py [--checkpoint DIR] [--host H] [--port P] [--max-file-mb MB] [--max-duration-s S]
 
-UI only: answering is `mcd.pipeline.Pipeline`, figures are `mcd.viz`, scoring is `mcd.evaluate`. This file lays
+UI only: answering is `mcd.serving.pipeline.Pipeline`, figures are `mcd.serving.viz`, scoring is `mcd.evaluation.evaluate`. This file lays
 out the page, turns inputs into pipeline calls and every failure into a message a person can act on.
 
 Serving (DESIGN §8): the main event is the public API endpoint `/answer` (clip + questions text -> results JSON,
@@ -31,8 +31,9 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from mcd import media, viz
-from mcd.pipeline import DEFAULT_CHECKPOINT, MAX_QUESTIONS, Pipeline, QuestionsError, split_questions
+from mcd import media
+from mcd.serving import viz
+from mcd.serving.pipeline import DEFAULT_CHECKPOINT, MAX_QUESTIONS, Pipeline, QuestionsError, split_questions
 
 ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT / "assets"
@@ -245,7 +246,7 @@ def load_analysis(predictions: str | Path, annotations: str | Path | None = None
     predicted ones, and the note says so.
     """
     from mcd.data.music_avqa import QARecord, load_annotations
-    from mcd.evaluate import EvaluationError, compute_report, enrich_predictions, read_predictions
+    from mcd.evaluation.evaluate import EvaluationError, compute_report, enrich_predictions, read_predictions
 
     try:
         rows = read_predictions(predictions)
@@ -292,7 +293,7 @@ def load_analysis(predictions: str | Path, annotations: str | Path | None = None
 
 
 def type_table(analysis: Analysis) -> pd.DataFrame:
-    from mcd.evaluate import TABLE_LAYOUT
+    from mcd.evaluation.evaluate import TABLE_LAYOUT
 
     counts: dict[str, int] = {}
     for r in analysis.rows:
@@ -472,8 +473,8 @@ class DemoApp:
 
     # -- analysis tab --------------------------------------------------------------------------------------
     def load_predictions(self, predictions: str | None, annotations: str | None):
-        from mcd.questions import QUESTION_TYPES
-        from mcd.vocab import ANSWERS
+        from mcd.task.questions import QUESTION_TYPES
+        from mcd.task.vocab import ANSWERS
 
         if not predictions:
             raise user_error("Please upload a predictions JSONL file from `mcd evaluate`.", title="Analysis")
@@ -498,7 +499,7 @@ class DemoApp:
                 analysis_frame(rows), f"{len(rows)} of {len(rows)} rows", rows, rows)
 
     def apply_filters(self, rows: list[dict] | None, wrong: bool, disagree: bool, qtype: str, gold: str, pred: str):
-        from mcd.vocab import ANSWERS
+        from mcd.task.vocab import ANSWERS
 
         rows = rows or []
         kept = filter_rows(rows, wrong, disagree, qtype, gold, pred)
@@ -677,7 +678,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mcd.checkpoint import CheckpointError
+    from mcd.model.checkpoint import CheckpointError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)   # Gradio's own start-up requests

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mcd.evaluate import compute_report, format_comparison  # noqa: E402
-from mcd.inference import predict_split  # noqa: E402
-from mcd.recipe import load_recipe  # noqa: E402
-from mcd.train import train  # noqa: E402
+from mcd.evaluation.evaluate import compute_report, format_comparison  # noqa: E402
+from mcd.evaluation.inference import predict_split  # noqa: E402
+from mcd.training.recipe import load_recipe  # noqa: E402
+from mcd.training.train import train  # noqa: E402
 
 BASELINES: dict[str, list[str]] = {
     "mcd": [],

@@ -9,7 +9,7 @@ before sending them. Stages:
     decode   media.decode (frames + audio)          encode   visual + audio encoders
     model    what the handler spends after the clip's features are ready: waiting for the text thread (which
              encodes the questions while the clip decodes), one batched MCD forward, the results table
-    figures  the first question's six figures: built by mcd.viz, then PNG-encoded
+    figures  the first question's six figures: built by mcd.serving.viz, then PNG-encoded
 "no figs" is decode + encode + model: the cost of the questions themselves (the figures are the same work for
 any number of questions). HTTP and upload time are not included (tens of ms on localhost).
 The clip is --clip, else the first example in assets/examples.json, else a synthetic scene rendered by mcd.synth.
@@ -33,8 +33,8 @@ STAGES = ("decode", "encode", "model", "figures")
 
 def question_pool(n: int) -> list[str]:
     """n distinct template questions (filled with instruments and slot values), deterministic."""
-    from mcd.questions import SLOT_DOMAINS, TEMPLATES, fill_template
-    from mcd.vocab import INSTRUMENTS
+    from mcd.task.questions import SLOT_DOMAINS, TEMPLATES, fill_template
+    from mcd.task.vocab import INSTRUMENTS
 
     pool: list[str] = []
     k = 0
@@ -105,7 +105,7 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> int:
     import app
-    from mcd.pipeline import DEFAULT_CHECKPOINT
+    from mcd.serving.pipeline import DEFAULT_CHECKPOINT
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", type=Path, default=Path(os.environ.get("MCD_CHECKPOINT", DEFAULT_CHECKPOINT)))

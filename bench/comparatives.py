@@ -27,17 +27,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mcd.config import MCDConfig  # noqa: E402
+from mcd.model.config import MCDConfig  # noqa: E402
 from mcd.data.dataset import QADataset  # noqa: E402
 from mcd.data.extract import load_encoders  # noqa: E402
-from mcd.data.grounding import SceneGrounding  # noqa: E402
+from mcd.synth.grounding import SceneGrounding  # noqa: E402
 from mcd.data.features import FeatureCache  # noqa: E402
 from mcd.data.music_avqa import load_annotations  # noqa: E402
 from mcd.encoders.labels import LabelSpace, audio_targets, read_scenes  # noqa: E402
 from mcd.model import MCD  # noqa: E402
-from mcd.questions import parse  # noqa: E402
-from mcd.recipe import load_recipe  # noqa: E402
-from mcd.train import build_data, feature_dims, grounding_fields, lr_at, seed_everything  # noqa: E402
+from mcd.task.questions import parse  # noqa: E402
+from mcd.training.recipe import load_recipe  # noqa: E402
+from mcd.training.train import build_data, feature_dims, grounding_fields, lr_at, seed_everything  # noqa: E402
 
 LOUDER = "Is the <Object> louder than the <Object>?"
 

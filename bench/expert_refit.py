@@ -21,14 +21,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mcd.calibrate import ExpertScores, choose_type_weights, expert_scores, per_question_weights  # noqa: E402
-from mcd.checkpoint import load_checkpoint  # noqa: E402
+from mcd.training.calibrate import ExpertScores, choose_type_weights, expert_scores, per_question_weights  # noqa: E402
+from mcd.model.checkpoint import load_checkpoint  # noqa: E402
 from mcd.data.dataset import QADataset  # noqa: E402
 from mcd.encoders.encoder_set import EncoderSet  # noqa: E402
-from mcd.expert_refit import collect_expert_inputs, refit_expert  # noqa: E402
-from mcd.questions import QUESTION_TYPES  # noqa: E402
-from mcd.recipe import load_recipe  # noqa: E402
-from mcd.train import build_data  # noqa: E402
+from mcd.training.refit import collect_expert_inputs, refit_expert  # noqa: E402
+from mcd.task.questions import QUESTION_TYPES  # noqa: E402
+from mcd.training.recipe import load_recipe  # noqa: E402
+from mcd.training.train import build_data  # noqa: E402
 
 COMPARED = ("louder", "more rhythmic", "playing longer")
 

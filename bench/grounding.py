@@ -24,15 +24,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mcd.checkpoint import load_checkpoint  # noqa: E402
+from mcd.model.checkpoint import load_checkpoint  # noqa: E402
 from mcd.data.dataset import QADataset  # noqa: E402
 from mcd.data.extract import load_encoders  # noqa: E402
-from mcd.data.grounding import SceneGrounding  # noqa: E402
+from mcd.synth.grounding import SceneGrounding  # noqa: E402
 from mcd.model.grounding import GROUNDING_SCALARS, GroundingHead  # noqa: E402
 from mcd.model.mcd import KEYWORD  # noqa: E402
-from mcd.recipe import load_recipe  # noqa: E402
-from mcd.train import build_data  # noqa: E402
-from mcd.vocab import answer_to_index  # noqa: E402
+from mcd.training.recipe import load_recipe  # noqa: E402
+from mcd.training.train import build_data  # noqa: E402
+from mcd.task.vocab import answer_to_index  # noqa: E402
 
 MEASURES = ("position", "instrument", "sounds", "segments")
 #: the scalar a comparison template compares, by the word that names it

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from mcd.config import MCDConfig
+from mcd.model.config import MCDConfig
 from mcd.model import MCD
 
 

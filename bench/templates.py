@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mcd.questions import parse  # noqa: E402
+from mcd.task.questions import parse  # noqa: E402
 
 
 def read_predictions(path: Path) -> list[dict]:

@@ -16,11 +16,11 @@ import time
 
 import torch
 
-from mcd.config import MCDConfig
-from mcd.data.grounding import GROUNDING_INSTRUMENTS
+from mcd.model.config import MCDConfig
+from mcd.synth.grounding import GROUNDING_INSTRUMENTS
 from mcd.model import MCD
 from mcd.model.dropout import Dropout
-from mcd.recipe import load_recipe
+from mcd.training.recipe import load_recipe
 
 
 def parse_args() -> argparse.Namespace:
@@ -68,7 +68,7 @@ def training_batch(cfg: MCDConfig, B: int, V: int, L: int, K: int) -> dict:
 
 def median_step_ms(model: MCD, batch: dict, steps: int, warmup: int) -> float:
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)   # as mcd.train does
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)   # as mcd.training.train does
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()

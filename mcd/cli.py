@@ -15,11 +15,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("mcd.synth.cli", "generate the synthetic MUSIC-AVQA-format benchmark"),
     "pretrain-encoders": ("mcd.encoders.pretrain", "pretrain the synth visual/audio encoders on a benchmark"),
     "extract": ("mcd.data.extract", "extract encoder features for a dataset into a cache"),
-    "train": ("mcd.train", "train MCD from a config recipe"),
-    "calibrate": ("mcd.calibrate", "choose the grounded expert's weight per question type on val (in place)"),
-    "evaluate": ("mcd.evaluate", "evaluate a checkpoint or a predictions file, print the per-type table"),
-    "predict": ("mcd.predict", "answer questions about one clip, print JSON"),
-    "reproduce": ("mcd.reproduce", "run every stage of a recipe and publish the checkpoint with its model card"),
+    "train": ("mcd.training.train", "train MCD from a config recipe"),
+    "calibrate": ("mcd.training.calibrate", "choose the grounded expert's weight per question type on val (in place)"),
+    "evaluate": ("mcd.evaluation.evaluate", "evaluate a checkpoint or a predictions file, print the per-type table"),
+    "predict": ("mcd.serving.predict", "answer questions about one clip, print JSON"),
+    "reproduce": ("mcd.training.reproduce", "run every stage of a recipe and publish the checkpoint with its model card"),
 }
 
 

@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 import app  # noqa: E402
 from mcd import cli  # noqa: E402
 from mcd.data.music_avqa import load_annotations  # noqa: E402
-from mcd.pipeline import DEFAULT_CHECKPOINT  # noqa: E402
+from mcd.serving.pipeline import DEFAULT_CHECKPOINT  # noqa: E402
 
 try:
     from tests.media_factory import ClipSpec, make_clip

@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import app  # noqa: E402
-from mcd.pipeline import DEFAULT_CHECKPOINT  # noqa: E402
+from mcd.serving.pipeline import DEFAULT_CHECKPOINT  # noqa: E402
 
 try:
     from tests.media_factory import ClipSpec, make_clip

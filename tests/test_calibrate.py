@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mcd.calibrate import ExpertScores, choose_type_weights, per_question_weights
-from mcd.config import ConfigError
+from mcd.training.calibrate import ExpertScores, choose_type_weights, per_question_weights
+from mcd.model.config import ConfigError
 from mcd.model import MCD
 from mcd.model.mcd import MCDInputError
-from mcd.questions import QUESTION_TYPES, UNKNOWN_TYPE, UNKNOWN_TYPE_INDEX, type_index
+from mcd.task.questions import QUESTION_TYPES, UNKNOWN_TYPE, UNKNOWN_TYPE_INDEX, type_index
 from tests.test_model import make_batch, small_config
 
 EXPERT = dict(object_clues=True, object_grounding=True, grounding_classes=5, grounded_expert=True)
@@ -110,7 +110,7 @@ def test_choose_type_weights_per_type_with_ties_to_the_default():
 
 
 def test_calibrating_a_model_without_expert_says_so():
-    from mcd.calibrate import CalibrationError, expert_scores
+    from mcd.training.calibrate import CalibrationError, expert_scores
     with pytest.raises(CalibrationError, match="no grounded expert"):
         expert_scores(MCD(small_config()), [])
     with pytest.raises(CalibrationError, match="no questions"):

@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import mcd.checkpoint as ckpt
-from mcd.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from mcd.config import MCDConfig
+import mcd.model.checkpoint as ckpt
+from mcd.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mcd.model.config import MCDConfig
 from mcd.model import MCD
-from mcd.vocab import ANSWERS
+from mcd.task.vocab import ANSWERS
 
 CFG = dict(visual_dim=12, audio_dim=10, text_dim=16, d=32, d_z=16, T=4, P=4, n_heads=4, ffn_mult=2)
 
@@ -262,8 +262,8 @@ def test_saving_the_same_weights_in_two_processes_writes_the_same_bytes(tmp_path
     `mcd calibrate` run twice). Each save here runs in a process of its own."""
     import subprocess
     import sys
-    code = ("import sys, torch; from mcd.config import MCDConfig; from mcd.model import MCD; "
-            "from mcd.checkpoint import save_checkpoint; torch.manual_seed(0); "
+    code = ("import sys, torch; from mcd.model.config import MCDConfig; from mcd.model import MCD; "
+            "from mcd.model.checkpoint import save_checkpoint; torch.manual_seed(0); "
             "save_checkpoint(sys.argv[1], MCD(MCDConfig(d=32, d_z=16, n_heads=4)))")
     files = []
     for name in ("a", "b", "c"):

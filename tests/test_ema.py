@@ -1,10 +1,10 @@
-"""The moving average of the weights (`train.ema`, mcd/ema.py): its arithmetic, the swap for evaluation, resume."""
+"""The moving average of the weights (`train.ema`, mcd/training/ema.py): its arithmetic, the swap for evaluation, resume."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mcd.ema import WeightAverage
+from mcd.training.ema import WeightAverage
 
 
 class Tiny(torch.nn.Module):

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from mcd.cli import main
-from mcd.data.grounding import GROUNDING_INSTRUMENTS
+from mcd.synth.grounding import GROUNDING_INSTRUMENTS
 from mcd.model import MCD
-from mcd.questions import QUESTION_TYPES
+from mcd.task.questions import QUESTION_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def test_published_checkpoint_has_card_and_metrics(quick_run):
     assert "out of domain" in card
     assert metrics["fresh_test"]["n"] > 100 and set(metrics["stage_seconds"]) >= {"synth", "train", "extract"}
     # the published folder is a loadable checkpoint carrying its encoders
-    from mcd.pipeline import Pipeline
+    from mcd.serving.pipeline import Pipeline
     pipe = Pipeline(published)
     assert pipe.ood_threshold is not None and pipe.T == 10
 
@@ -76,7 +76,7 @@ def test_resumed_reproduce_skips_finished_stages(quick_run, capsys):
 def test_features_ready_needs_every_clip_from_the_same_encoders(quick_run):
     """The extract stage is skipped only when it would encode nothing: a missing clip or a cache written by other
     encoders makes it run again."""
-    from mcd.reproduce import _features_ready
+    from mcd.training.reproduce import _features_ready
 
     root, encoders, cache = quick_run / "data/synth-quick", quick_run / "runs/synth-quick/encoders", \
         quick_run / "cache/synth-quick"

@@ -15,10 +15,10 @@ import pytest
 
 from mcd import cli
 from mcd.data.music_avqa import load_annotations
-from mcd.evaluate import (EvaluationError, compute_report, enrich_predictions, format_table, read_predictions,
+from mcd.evaluation.evaluate import (EvaluationError, compute_report, enrich_predictions, format_table, read_predictions,
                           write_predictions, write_report)
-from mcd.questions import QUESTION_TYPES, SLOT_DOMAINS, TEMPLATES
-from mcd.vocab import ANSWERS, INSTRUMENTS
+from mcd.task.questions import QUESTION_TYPES, SLOT_DOMAINS, TEMPLATES
+from mcd.task.vocab import ANSWERS, INSTRUMENTS
 
 #: type -> (questions, answered right). Unequal counts per type so micro and macro averages differ.
 PLAN = {
@@ -303,7 +303,7 @@ def test_failed_writes_leave_the_old_file(tmp_path, monkeypatch):
     target.write_text("OLD\n")
     with pytest.raises(TypeError):
         write_predictions(target, [{"question_id": 1, "pred": object()}])
-    import mcd.evaluate as ev
+    import mcd.evaluation.evaluate as ev
 
     def broken_replace(src, dst):
         raise OSError("disk full")

@@ -1,4 +1,4 @@
-"""The grounded expert's comparator and its refit on a trained model's read-outs (mcd.expert_refit).
+"""The grounded expert's comparator and its refit on a trained model's read-outs (mcd.training.refit).
 
 The path through `mcd calibrate` on a trained checkpoint is in tests/test_end_to_end.py.
 """
@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mcd.config import ConfigError
-from mcd.expert_refit import ExpertInputs, ExpertRefitError, collect_expert_inputs, refit_expert
+from mcd.model.config import ConfigError
+from mcd.training.refit import ExpertInputs, ExpertRefitError, collect_expert_inputs, refit_expert
 from mcd.model import MCD
 from mcd.model.grounding import GROUNDING_SCALARS, GroundedExpert
-from mcd.vocab import answer_to_index
+from mcd.task.vocab import answer_to_index
 from tests.test_model import make_batch, small_config
 
 EXPERT = dict(object_clues=True, object_grounding=True, grounding_classes=5, grounded_expert=True,

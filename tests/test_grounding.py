@@ -10,8 +10,8 @@ import json
 import pytest
 import torch
 
-from mcd.config import ConfigError, MCDConfig
-from mcd.data.grounding import GROUNDING_INSTRUMENTS, GroundingError, SceneGrounding
+from mcd.model.config import ConfigError, MCDConfig
+from mcd.synth.grounding import GROUNDING_INSTRUMENTS, GroundingError, SceneGrounding
 from mcd.model import MCD
 from mcd.model.grounding import (GROUNDING_POSITIONS, GROUNDING_SCALARS, IGNORE, GroundingHead, GroundingTargets,
                                  ReferentQuery, grounding_loss)
@@ -313,8 +313,8 @@ def test_config_refuses_a_negative_expert_weight():
 
 
 def test_train_refuses_grounding_without_scenes_or_with_mirror(tmp_path):
-    from mcd.recipe import Recipe, RecipeError
-    from mcd.train import scene_grounding
+    from mcd.training.recipe import Recipe, RecipeError
+    from mcd.training.train import scene_grounding
 
     def recipe(mirror: bool) -> Recipe:
         return Recipe.from_dict({"name": "g", "data": {"root": str(tmp_path), "features": str(tmp_path)},
@@ -333,7 +333,7 @@ def test_train_refuses_grounding_without_scenes_or_with_mirror(tmp_path):
 def test_answers_carry_what_each_keyword_points_at():
     """With object_grounding the forward also reads the head (probabilities), and the pipeline names the likeliest
     instrument and position per keyword; without it there is nothing to read."""
-    from mcd.pipeline import describe_referents
+    from mcd.serving.pipeline import describe_referents
 
     cfg = small_config(object_clues=True, object_grounding=True, grounding_classes=len(GROUNDING_INSTRUMENTS))
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ from mcd.data.mirror import MirrorError, grid_side, mirror_record, mirror_text, 
 from mcd.data.music_avqa import QARecord
 from mcd.synth.qa import answer, candidates
 from mcd.synth.scene import sample_scene
-from mcd.vocab import answer_to_index
+from mcd.task.vocab import answer_to_index
 
 
 def test_side_words_swap_and_nothing_else():

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from mcd.config import ConfigError, MCDConfig
+from mcd.model.config import ConfigError, MCDConfig
 from mcd.model import MCD, MCDInputError
 from mcd.model.association import ClipGroups, MultiHeadAttention, info_nce
 

@@ -1,8 +1,8 @@
 """The model card states plainly whether the shipped checkpoint meets the project's accuracy bar."""
 from __future__ import annotations
 
-from mcd.model_card import TARGET_OVERALL, TARGET_TYPE, bar_note, render
-from mcd.questions import QUESTION_TYPES
+from mcd.training.model_card import TARGET_OVERALL, TARGET_TYPE, bar_note, render
+from mcd.task.questions import QUESTION_TYPES
 
 
 def _report(overall: float, types: dict[str, float]) -> dict:
@@ -33,7 +33,7 @@ def test_bar_note_when_met_and_card_carries_it():
 
 
 def test_extensions_note_names_what_the_recipe_switches_on():
-    from mcd.model_card import extensions_note
+    from mcd.training.model_card import extensions_note
     assert extensions_note({"d": 128}) == "The network is DESIGN §3 as written."
     assert extensions_note({"hops": 1, "question_blocks": 0, "clue_gate": False}) == "The network is DESIGN §3 as written."
     note = extensions_note({"clue_gate": True, "object_readout": True, "hops": 2})
@@ -42,7 +42,7 @@ def test_extensions_note_names_what_the_recipe_switches_on():
 
 
 def test_card_names_the_calibrated_expert_weights_only_when_there_are_some():
-    from mcd.model_card import calibration_note
+    from mcd.training.model_card import calibration_note
     assert calibration_note({"acc": 0.86, "epoch": 16}) == ""
     note = calibration_note({"acc": 0.86, "calibrated_acc": 0.8708,
                              "expert_type_weights": {"Audio/Counting": 0.5, "Audio-Visual/Temporal": 6.0}})

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mcd.data.music_avqa import AnnotationError, QARecord, load_annotations, records_by_id, type_counts
-from mcd.questions import TEMPLATES, fill_template
-from mcd.vocab import ANSWERS
+from mcd.task.questions import TEMPLATES, fill_template
+from mcd.task.vocab import ANSWERS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "music-avqa" / "avqa-val-excerpt.json"
 REAL_VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "music-avqa" / "avqa-val.json"

@@ -9,7 +9,7 @@ import pytest
 
 from mcd import media
 from mcd.cli import main
-from mcd.pipeline import MAX_QUESTIONS, Pipeline, QuestionsError, js_divergence, split_questions
+from mcd.serving.pipeline import MAX_QUESTIONS, Pipeline, QuestionsError, js_divergence, split_questions
 from tests.media_factory import ClipSpec, make_clip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,8 +104,8 @@ def test_predict_cli_json_and_errors(tmp_path, capsys):
 def test_phrase_vocabulary_covers_every_text_object():
     """A request never encodes a text object: every phrase a question can produce is encoded at load."""
     from mcd.data.text_bank import object_phrases
-    from mcd.pipeline import phrase_vocabulary
-    from mcd.questions import parse
+    from mcd.serving.pipeline import phrase_vocabulary
+    from mcd.task.questions import parse
     from tests.test_questions import _all_fillings
 
     vocab = set(phrase_vocabulary())
@@ -140,7 +140,7 @@ def test_each_question_gets_its_types_expert_weight(pipe):
     `expert_weight`, and an unmatched question (type -1) gets exactly `expert_weight`."""
     import torch
 
-    from mcd.questions import type_index
+    from mcd.task.questions import type_index
     model = pipe.model
     weights = model.config.expert_type_weights
     assert weights, "the shipped checkpoint is calibrated (mcd reproduce runs mcd calibrate)"

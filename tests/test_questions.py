@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mcd.questions import (
+from mcd.task.questions import (
     LEXICON, QUESTION_TYPES, SLOT_DOMAINS, TEMPLATES, UNKNOWN_TYPE, EmptyQuestionError, fill_template, normalize,
     parse, text_objects,
 )
-from mcd.vocab import INSTRUMENTS
+from mcd.task.vocab import INSTRUMENTS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "music-avqa" / "avqa-val-excerpt.json"
 REAL_VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "music-avqa" / "avqa-val.json"

@@ -236,7 +236,7 @@ def build_dataset(records, reader, text_encoder):
 
 
 def train_step(config_kwargs: dict, batch) -> tuple:
-    from mcd.config import MCDConfig
+    from mcd.model.config import MCDConfig
     from mcd.model.mcd import MCD
     torch.manual_seed(0)
     model = MCD(MCDConfig(text_dim=384, d=32, d_z=16, n_heads=4, n_blocks=1, T=10, **config_kwargs))
@@ -253,7 +253,7 @@ def train_step(config_kwargs: dict, batch) -> tuple:
 
 
 def test_excerpt_through_dataset_and_one_training_step(tmp_path, records, text_encoder):
-    from mcd.vocab import answer_to_index
+    from mcd.task.vocab import answer_to_index
     video_ids = sorted({r.video_id for r in records})
     write_features(tmp_path, video_ids, seed=1)
     video_no = {v: i for i, v in enumerate(video_ids)}

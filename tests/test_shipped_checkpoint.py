@@ -18,13 +18,13 @@ def test_checkpoint_card_reports_its_fresh_test_metrics():
 
     (The issue's bar is overall >= 90% and every type >= 75%; the card's bar note says whether this checkpoint meets
     it, and `bar_note` is checked against the report itself.)"""
-    from mcd.evaluate import format_table
+    from mcd.evaluation.evaluate import format_table
     metrics = json.loads((CHECKPOINT / "metrics.json").read_text())
     report = metrics["fresh_test"]
     assert report["n"] > 1000 and len(report["types"]) == 9
     card = (CHECKPOINT / "README.md").read_text()
     assert format_table(report, label="synth-default") in card and "out of domain" in card
-    from mcd.model_card import bar_note
+    from mcd.training.model_card import bar_note
     assert bar_note(report) in card
 
 
@@ -32,7 +32,7 @@ def test_checkpoint_reevaluates_to_its_metrics(tmp_path):
     """Load the committed checkpoint and evaluate it on the example clips decoded from their files: the same
     code path as the fresh-test evaluation. v11 answers 27 of the 30 example questions right (90.28% on the fresh
     test set); a broken load would sit near the 42-way chance."""
-    from mcd.pipeline import Pipeline
+    from mcd.serving.pipeline import Pipeline
     pipe = Pipeline(CHECKPOINT)
     right = total = 0
     for example in EXAMPLES:
@@ -52,7 +52,7 @@ def test_predict_answers_example_questions(example, tmp_path, capsys):
     answers = json.loads(out.read_text())["answers"]
     assert [a["question"] for a in answers] == example["questions"]
     # `mcd predict` gives exactly the pipeline's answers (the demo's code path)
-    from mcd.pipeline import Pipeline
+    from mcd.serving.pipeline import Pipeline
     expected = [r.answer for r in Pipeline(CHECKPOINT).answer(ROOT / example["video"], example["questions"]).results]
     assert [a["answer"] for a in answers] == expected
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import decord
 import pytest
 
-from mcd.questions import parse
+from mcd.task.questions import parse
 from mcd.synth.assets import build
 from mcd.synth.qa import answer
 from mcd.synth.scene import Scene
-from mcd.vocab import ANSWERS
+from mcd.task.vocab import ANSWERS
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets"

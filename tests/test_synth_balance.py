@@ -5,7 +5,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from mcd.questions import QUESTION_TYPES, TEMPLATES
+from mcd.task.questions import QUESTION_TYPES, TEMPLATES
 from mcd.synth.generate import SynthError, assign_splits, parse_splits, plan
 from mcd.synth.qa import majority_prior
 from mcd.synth.report import prior_score

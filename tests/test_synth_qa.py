@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from mcd.questions import TEMPLATES
+from mcd.task.questions import TEMPLATES
 from mcd.synth.qa import QAError, answer, candidates
 from mcd.synth.scene import Player, Scene, SceneError, Source, Voiceover, sample_scene
-from mcd.vocab import ANSWERS
+from mcd.task.vocab import ANSWERS
 
 FULL = [(0.0, 10.0)]
 

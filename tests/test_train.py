@@ -10,7 +10,7 @@ import torch
 from mcd.cli import CLIError
 from mcd.data.dataset import VideoGroupedBatches
 from mcd.model import MCD
-from mcd.train import DistEnv, run, unused_parameters
+from mcd.training.train import DistEnv, run, unused_parameters
 from tests.test_model import make_batch, small_config
 
 

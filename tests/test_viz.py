@@ -1,4 +1,4 @@
-"""mcd.viz: figures build from synthetic clue arrays, show what the arrays say, and keep the frames' colours.
+"""mcd.serving.viz: figures build from synthetic clue arrays, show what the arrays say, and keep the frames' colours.
 
 The arrays are made by hand so the right picture is known: one attended patch, one attended second, a student
 and a teacher that prefer different answers. Checks read the figure's own artists (image data, bar heights, tick
@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from mcd import viz
-from mcd.questions import QUESTION_TYPES
-from mcd.vocab import ANSWERS
+from mcd.serving import viz
+from mcd.task.questions import QUESTION_TYPES
+from mcd.task.vocab import ANSWERS
 
 T, P, SIDE = 10, 49, 7
 RED = np.array([255, 0, 0], dtype=np.uint8)

@@ -15,8 +15,8 @@ import torch
 from mcd.data.mirror import mirror_record, mirror_visual
 from mcd.data.text_bank import TextBank, object_phrases
 from mcd.model.grounding import GroundingTargets
-from mcd.questions import type_index
-from mcd.vocab import answer_to_index
+from mcd.task.questions import type_index
+from mcd.task.vocab import answer_to_index
 
 
 @dataclass
@@ -111,7 +111,7 @@ class QADataset(torch.utils.data.Dataset):
 
     `load_features(video_id) -> {"visual": [T,P,Dv], "audio": [T,Da]}` is a FeatureCache.load or a reader of the
     released MUSIC-AVQA features; `text_bank` holds the encoded questions and objects; `grounding` (a
-    mcd.data.grounding.SceneGrounding, training with object_grounding) adds what each keyword points at.
+    mcd.synth.grounding.SceneGrounding, training with object_grounding) adds what each keyword points at.
     """
 
     def __init__(self, records: Sequence, load_features: Callable[[str], dict], text_bank: TextBank,

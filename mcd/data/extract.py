@@ -97,7 +97,7 @@ def load_encoders(source: str | Path):
     if (source / "encoders.json").exists():
         return EncoderSet.from_folder(source)
     if (source / "config.json").exists():
-        from mcd.checkpoint import load_checkpoint
+        from mcd.model.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(source)
         return EncoderSet.from_specs(ckpt.config["encoders"], ckpt.extra_tensors)

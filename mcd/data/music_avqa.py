@@ -3,7 +3,7 @@
 Each file is a JSON list of 7-key records:
     video_id, question_id, type ('["Audio-Visual", "Existential"]', a JSON string), question_content (the
     template), templ_values ('["ukulele"]', a JSON string), question_deleted (0/1), anser (sic: the answer).
-The filled question is built exactly as the public loaders build it (`mcd.questions.fill_template`).
+The filled question is built exactly as the public loaders build it (`mcd.task.questions.fill_template`).
 
 Records with question_deleted == 1 are skipped: the dataset authors marked them as withdrawn and the public
 loaders never train or evaluate on them. Everything else must be well formed; a malformed record raises
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from mcd.questions import QUESTION_TYPES, SLOT_DOMAINS, TEMPLATE_BY_TEXT, fill_template
-from mcd.vocab import ANSWERS, INSTRUMENTS
+from mcd.task.questions import QUESTION_TYPES, SLOT_DOMAINS, TEMPLATE_BY_TEXT, fill_template
+from mcd.task.vocab import ANSWERS, INSTRUMENTS
 
 REQUIRED_KEYS = ("video_id", "question_id", "type", "question_content", "templ_values", "question_deleted", "anser")
 _ANSWER_SET = frozenset(ANSWERS)

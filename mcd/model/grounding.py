@@ -8,7 +8,7 @@ each keyword's clue [clue_v ; clue_a] predicts its referent's attributes, and ev
 "left" teaches "left" the same thing, whatever it asks. With `object_grounding` alone answering never reads the
 head; `grounded_answer` also hands its read-outs (`GroundingHead.features`) to the answer (see MCD).
 
-Targets (built by mcd.data.grounding; -100 / a False mask where a keyword names nothing or an attribute does not
+Targets (built by mcd.synth.grounding; -100 / a False mask where a keyword names nothing or an attribute does not
 apply, e.g. the loudness of a silent player):
   instrument [B,K]   class of the referent (the config's `grounding_classes` instruments)
   position   [B,K]   left / middle / right / off-screen, or absent (an instrument named but not in the clip)
@@ -151,7 +151,7 @@ class GroundedExpert(nn.Module):
     learns from them on training clips does not carry to new clips. A small MLP trained on the frozen v6's question
     and read-outs alone reached 78-84% on val for most comparison templates. Its inputs are detached, so it learns
     to answer from the read-outs without teaching the model anything (and `mcd calibrate` can refit it alone:
-    mcd.expert_refit).
+    mcd.training.refit).
 
     With `comparator` (`expert_comparator`) the question also weighs each keyword's scalar read-outs (loudness, log
     note rate, onset, sounding time; every reading's) into one number that is added to "yes" and taken from "no".

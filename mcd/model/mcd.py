@@ -1,4 +1,4 @@
-"""MCD, Mutual Correlation Distillation (DESIGN §3): the whole model in one forward.
+"""MCD, Mutual Correlation Distillation (Ye, Yu, Liu, arXiv 2403.06679), as its overview figure draws it.
 
     features -> projections -> association (2T segment tokens) --------------------+
                      |                                                            |
@@ -7,54 +7,30 @@
                      +-> question-attended f̂_v, f̂_a -> z_v, z_a -- KD --> z_q
                                                   \\-> teacher head -> teacher_logits (agreement only)
 
+`MCD.forward` follows the figure in numbered steps. Our extensions (keyword clues, keyword grounding and the
+grounded expert; mcd.model.keywords) attach at steps 4, 6 and 8 when `config.extensions` turns them on; with
+every extension off this file is the paper's model and nothing else.
+
 B questions about one clip are cheap: pass visual/audio with batch size 1, or `.expand(B, ...)` views of one
 clip (stride 0 on the batch dim); the audio-visual part then runs once and broadcasts.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mcd.config import MCDConfig
-from mcd.model.aggregator import Aggregator, BranchOutput, QuestionBlocks, masked_token_mean
+from mcd.model.aggregator import Aggregator, BranchOutput, masked_token_mean
 from mcd.model.approximation import SemanticApproximation, distillation_loss, logit_distillation_loss
 from mcd.model.association import Association, MultiHeadAttention, info_nce
+from mcd.model.config import MCDConfig
 from mcd.model.dropout import Dropout
-from mcd.model.grounding import GroundedExpert, GroundingHead, GroundingTargets, ReferentQuery, grounding_loss
+from mcd.model.grounding import GroundingTargets
 from mcd.model.heads import PredictionHeader, TeacherHead
-from mcd.model.slots import MAX_OBJECT_SLOTS, object_slots, read_slots
-from mcd.questions import QUESTION_TYPES, per_type_table
-from mcd.vocab import answer_to_index
-
-KEYWORD, TYPE_WORD = 0, 1   # values of `objects_kind`
-
-
-class SoundingPatches(nn.Module):
-    """(W_v patch) ⊙ (W_a audio of the patch's segment), mapped back to d: how this patch's content sounds now.
-
-    Why (our extension; off = DESIGN §3): the patch tokens are the only place that knows *where* things are, but
-    they are built from vision alone, and the association stack sees patches pooled per frame. So "Where is the
-    first sounding instrument?" or "Is the instrument on the left louder ...?" must bind a position to a sound,
-    and one aggregation round queries patches with text only. A per-patch product with the same-time audio
-    feature is the spatial grounding map of audio-visual localisation (AVST's audio-guided visual attention) in
-    its plainest form: large where the instrument in the patch is the one sounding, scaled by how loud it is.
-    """
-
-    def __init__(self, d: int):
-        super().__init__()
-        self.visual = nn.Linear(d, d)
-        self.audio = nn.Linear(d, d)
-        self.out = nn.Linear(d, d)
-
-    def forward(self, patches: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        """patches [B,T,P,d], audio [B,T,d] (the projected unimodal features) -> [B,T,P,d]."""
-        return self.out(self.visual(patches) * self.audio(audio)[:, :, None])
+from mcd.model.keywords import KEYWORD, TYPE_WORD, KeywordExtensions
+from mcd.task.questions import QUESTION_TYPES
 
 
 class MCDInputError(ValueError):
@@ -73,8 +49,8 @@ class MCDOutput:
     for a question with no usable object.
     """
 
-    logits: torch.Tensor                 # [B,C] the prediction: the student's (with grounded_expert, log-probabilities
-                                         # of student + w · expert, w per question type: `_expert_weights`)
+    logits: torch.Tensor                 # [B,C] the prediction: the student's (with the grounded expert,
+                                         # log p_student + w · log p_expert: KeywordExtensions.answer)
     teacher_logits: torch.Tensor         # [B,C] decision-level fusion: agreement only
     z_q: torch.Tensor                    # [B,d_z]
     z_v: torch.Tensor
@@ -82,23 +58,23 @@ class MCDOutput:
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     clues: dict[str, torch.Tensor] = field(default_factory=dict)
-    referents: dict[str, torch.Tensor] = field(default_factory=dict)   # GroundingHead.read (mean of its readings)
-    expert_logits: torch.Tensor | None = None   # [B,C] the grounded expert's own (grounded_expert)
+    referents: dict[str, torch.Tensor] = field(default_factory=dict)   # what keywords point at (extensions)
+    expert_logits: torch.Tensor | None = None   # [B,C] the grounded expert's own (extensions)
 
 
 class MCD(nn.Module):
+    """The whole model; `forward` returns one MCDOutput (answers, teacher, latents, losses, clues)."""
+
     def __init__(self, config: MCDConfig):
         super().__init__()
         config.validate()
         self.config = cfg = config
-        d = cfg.d
+        ext, d = cfg.extensions, cfg.d
         self.uses_low = cfg.hierarchy in ("both", "low")
         self.uses_objects = cfg.text_objects != "none"
-        # the grounding head needs keywords that gather clues: a text_objects="none" ablation builds none
-        self.uses_grounding = self.uses_objects and cfg.object_clues and cfg.object_grounding
 
-        # basic-encoder projections [F]; the same text projection serves question tokens and text objects,
-        # because the same text encoder produced both
+        # 1. basic-encoder projections [F]; the same text projection serves question tokens and text objects,
+        #    because the same text encoder produced both
         self.visual_proj = nn.Sequential(nn.Linear(cfg.visual_dim, d), nn.LayerNorm(d))
         self.audio_proj = nn.Sequential(nn.Linear(cfg.audio_dim, d), nn.LayerNorm(d))
         self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.LayerNorm(d))
@@ -108,63 +84,30 @@ class MCD(nn.Module):
         self.mod_a = nn.Parameter(torch.randn(d) * 0.02)
         if self.uses_low:
             self.pos_p = nn.Parameter(torch.randn(cfg.P, d) * 0.02)      # patch position (spatial clues)
-            if cfg.sounding_patches:
-                self.sounding = SoundingPatches(d)
         if self.uses_objects:
             self.object_kind = nn.Embedding(2, d)                        # keyword vs type word
-            if cfg.object_clues:
-                self.object_slot = nn.Embedding(MAX_OBJECT_SLOTS, d)     # slot order: "X louder than Y"
-                if cfg.object_readout:
-                    # one map per keyword slot, so "X than Y" can be read as clue(X) - clue(Y)
-                    self.object_readout = nn.Parameter(torch.randn(MAX_OBJECT_SLOTS, 2 * d, d) / math.sqrt(2 * d))
-                if cfg.object_grounding:
-                    self.grounding = GroundingHead(d, cfg.grounding_classes, cfg.T)
-                    if cfg.referent_query:
-                        self.referent_query = ReferentQuery(d, cfg.grounding_classes)
-                    if cfg.grounded_answer:
-                        # one map per keyword slot, so "X louder than Y" is loudness(X) - loudness(Y) read directly
-                        w = self.referent_width
-                        self.referent_readout = nn.Parameter(torch.randn(MAX_OBJECT_SLOTS, w, d) / math.sqrt(w))
-
+        # our extensions, one module (None = the paper's model); built here so its parameters start as before
+        self.keywords = KeywordExtensions(cfg) if self.uses_objects and ext.object_clues else None
+        # 2. association blocks [F]
         self.association = Association(d, cfg.n_heads, cfg.n_blocks, cfg.ffn_mult, cfg.dropout,
                                        cfg.association_residual)
+        # 3. aggregator [F], shared by the visual and the audio branch unless the ablation separates them
         make_agg = lambda: Aggregator(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.hierarchy, cfg.hints,
-                                      self.uses_objects, cfg.clue_gate, cfg.object_clues)
+                                      self.uses_objects, ext.clue_gate, ext.object_clues)
         self.aggregator = make_agg()                                     # visual branch, or both if shared
         if not cfg.shared_aggregator:
             self.aggregator_audio = make_agg()
         self.combine = nn.Linear(2 * d, d)                               # f̂_q = LN(f_q + W[t_v ; t_a])
         self.combine_ln = nn.LayerNorm(d)
-        # further aggregation rounds (our extension, see `_aggregate`); round 1 keeps the names above
-        self.extra_hops = nn.ModuleList()
-        for _ in range(cfg.hops - 1):
-            hop = nn.ModuleDict({"aggregator": make_agg(), "combine": nn.Linear(2 * d, d), "combine_ln": nn.LayerNorm(d)})
-            if not cfg.shared_aggregator:
-                hop["aggregator_audio"] = make_agg()
-            self.extra_hops.append(hop)
-        if cfg.question_blocks:
-            self.question_blocks = QuestionBlocks(d, cfg.n_heads, cfg.ffn_mult, cfg.dropout, cfg.question_blocks)
-
-        self.av_pool = MultiHeadAttention(d, cfg.n_heads, cfg.dropout)   # question-attended f̂_v, f̂_a
+        # 4. semantic approximation [F]: question-attended f̂_v, f̂_a and the pooled f̂_q -> z_v, z_a, z_q
+        self.av_pool = MultiHeadAttention(d, cfg.n_heads, cfg.dropout)
         self.approximation = SemanticApproximation(d, cfg.d_z)
+        # 5. prediction header [F] (the student) and 6. the teacher head (ours: decision-level fusion)
         self.header = PredictionHeader(3 * d if cfg.decision_fusion else d, d, cfg.num_answers, cfg.dropout)
         self.teacher_head = TeacherHead(d, cfg.d_z, cfg.num_answers, cfg.dropout)
-        if cfg.grounded_expert and self.uses_grounding:  # built last: other weights start as they would without it
-            self.expert = self.build_expert(cfg.expert_comparator)
-
-    def build_expert(self, comparator: bool) -> GroundedExpert:
-        """A fresh grounded expert for this model's read-outs (with the comparator over their scalar columns, every
-        reading's); the model's own at construction, and mcd.expert_refit's."""
-        spec = None
-        if comparator:
-            readings = 2 if self.config.referent_query else 1
-            spec = (self.grounding.scalar_columns().repeat(readings), answer_to_index("yes"), answer_to_index("no"))
-        return GroundedExpert(self.config.d, self.referent_width, self.config.num_answers, MAX_OBJECT_SLOTS, spec)
-
-    @property
-    def referent_width(self) -> int:
-        """Features per keyword that `grounded_answer` and `grounded_expert` read: the head's, once per reading."""
-        return self.grounding.width * (2 if self.config.referent_query else 1)
+        if self.keywords is not None and ext.grounding.expert:
+            # the expert is built last, so every other weight starts as it would without it
+            self.keywords.expert = self.keywords.build_expert(ext.grounding.comparator)
 
     # ------------------------------------------------------------------------------------------------
     def forward(self, visual: torch.Tensor, audio: torch.Tensor, question: torch.Tensor,
@@ -175,10 +118,9 @@ class MCD(nn.Module):
         """visual [B|1,T,P,Dv], audio [B|1,T,Da], question [B,L,Dt], question_mask [B,L] (True = real token;
         None = all real), objects [B,K,Dt] with objects_mask [B,K] and objects_kind [B,K] (0 keyword,
         1 type word; None = all keywords), labels [B] answer indices, video_index [B] (equal = same clip;
-        None = every row its own clip, or one clip when visual/audio are shared), grounding: what each keyword
-        points at (training with `object_grounding`; adds losses["grounding"] when labels are given too),
-        question_type [B] index into mcd.questions.QUESTION_TYPES (-1 = unknown; None = all unknown): which of
-        `expert_type_weights` weighs the grounded expert's answer.
+        None = every row its own clip, or one clip when visual/audio are shared). Extensions only: grounding =
+        what each keyword points at (adds losses["grounding"] with labels), question_type [B] index into
+        QUESTION_TYPES (-1 unknown) for the grounded expert's weight per type.
         """
         cfg = self.config
         q_mask, objects, o_mask, o_kind, av_shared = self._check_inputs(
@@ -197,104 +139,81 @@ class MCD(nn.Module):
         if not cfg.audio_enabled:
             audio = torch.zeros_like(audio)
 
-        # projections and association (batch 1 when the clip is shared)
-        f_v = self.drop(self.visual_proj(visual.mean(dim=2)))                     # [Bav,T,d]
+        # 1. project the frozen encoders' features to width d
+        f_v = self.drop(self.visual_proj(visual.mean(dim=2)))                     # [Bav,T,d] pooled frames
         f_a = self.drop(self.audio_proj(audio))                                   # [Bav,T,d]
+        f_q = self.drop(self.text_proj(question))                                 # [B,L,d]
+
+        # 2. association: self-attention over the 2T segment tokens [f_v + e_v ; f_a + e_a] + pos -> f̂_v, f̂_a
         x_a = f_a + self.mod_a + self.pos_t
-        x0 = torch.cat([f_v + self.mod_v + self.pos_t, x_a], dim=1)               # [Bav,2T,d]
-        assoc, assoc_map = self.association(x0)
+        assoc, assoc_map = self.association(torch.cat([f_v + self.mod_v + self.pos_t, x_a], dim=1))
         hat_v, hat_a = assoc[:, :T], assoc[:, T:]
+
+        # 3. the low level of the visual branch: the T·P patch tokens (where the spatial clues come from)
         low_v = None
         if self.uses_low:
-            f_vp = self.drop(self.visual_proj(visual))                            # [Bav,T,P,d]
-            low_v = f_vp + self.mod_v + self.pos_t[:, None] + self.pos_p
-            if cfg.sounding_patches:
-                low_v = low_v + self.drop(self.sounding(f_vp, f_a))
+            low_v = self.drop(self.visual_proj(visual)) + self.mod_v + self.pos_t[:, None] + self.pos_p
             low_v = low_v.reshape(-1, T * P, d)
 
-        # question and text objects
-        f_q = self.drop(self.text_proj(question))                                 # [B,L,d]
+        # 4. text objects: keywords and type words, through the same text projection [F]
         query_rows = torch.cat([q_mask, o_mask], dim=1)   # real tokens and objects: the rows gathering clues
         obj = None
         if self.uses_objects and objects.shape[1] > 0:
             obj = self.drop(self.text_proj(objects)) + self.object_kind(o_kind)
-            if cfg.object_clues:
-                obj = obj + self.object_slot(object_slots(obj.shape[1], obj.device))
+            if self.keywords is not None:
+                obj = self.keywords.tag_slots(obj)
             if cfg.text_objects == "keywords":
                 o_mask = o_mask & (o_kind == KEYWORD)
             elif cfg.text_objects == "types":
                 o_mask = o_mask & (o_kind == TYPE_WORD)
 
-        # aggregators: the question gathers clues from each modality, then fuses text objects
-        hat_q, br_v, br_a = self._aggregate(f_q, low_v, x_a, hat_v, hat_a, obj, o_mask, clip_index, query_rows)
-        if cfg.question_blocks:
-            hat_q = self.question_blocks(hat_q, q_mask)
+        # 5. aggregators [F]: the question queries low then high level of each modality, the hint is written
+        #    back into its tokens, then it fuses the text objects: f̂_q = LN(f_q + W[t_v ; t_a])
+        br_v = self.aggregator(f_q, low_v, hat_v, obj, o_mask, clip_index, query_rows)
+        br_a = (self.aggregator if cfg.shared_aggregator else self.aggregator_audio)(f_q, x_a, hat_a, obj, o_mask, clip_index, query_rows)
+        hat_q = self.combine_ln(f_q + self.drop(self.combine(torch.cat([br_v.tokens, br_a.tokens], dim=-1))))
         pooled = masked_token_mean(hat_q, q_mask)                                 # [B,d]
-        grounding_raw, referents = [], []      # one entry per reading: the keyword's clue, then its referent query
-        if cfg.object_grounding and br_v.object_clues is not None:
-            grounding_raw.append(self.grounding(br_v.object_clues, br_a.object_clues))
-            referents.append(GroundingHead.read(grounding_raw[0]))
-            if cfg.referent_query:
-                r_v, r_a = self.referent_query(referents[0]["instrument"], hat_v if low_v is None else low_v, x_a,
-                                               clip_index)
-                grounding_raw.append(self.grounding(r_v, r_a))
-                referents.append(GroundingHead.read(grounding_raw[1]))
-        if cfg.object_readout and br_v.object_clues is not None:
-            clues = torch.cat([br_v.object_clues, br_a.object_clues], dim=-1)               # [B,K,2d]
-            pooled = pooled + self._read_objects(clues, self.object_readout, o_mask, o_kind)
-        feats = None                                                                   # [B,K,referent_width]
-        if referents and (cfg.grounded_answer or cfg.grounded_expert):
-            feats = torch.cat([GroundingHead.features(r) for r in referents], dim=-1)
-        if cfg.grounded_answer and referents:
-            pooled = pooled + self._read_objects(feats, self.referent_readout, o_mask, o_kind)
 
-        # teachers: question-attended associated features -> latents -> decision-level fusion
+        # 6. (extensions) what the keywords' own clues say joins the pooled question
+        readings = None
+        if self.keywords is not None:
+            pooled, readings = self.keywords.read(pooled, br_v, br_a, hat_v, low_v, x_a, clip_index, o_mask, o_kind)
+
+        # 7. semantic approximation [F]: teachers z_v, z_a from question-attended f̂_v, f̂_a; student z_q from f̂_q
         q_pool = masked_token_mean(f_q, q_mask)
         att_v = self.av_pool(q_pool[:, None], hat_v, context_index=clip_index)[0][:, 0]   # [B,d]
         att_a = self.av_pool(q_pool[:, None], hat_a, context_index=clip_index)[0][:, 0]
         z_q, z_v, z_a = self.approximation(att_v, att_a, pooled)
+
+        # 8. prediction header [F]: the answer from the clue-attached question alone (no AV feature enters it);
+        #    the teacher head fuses at decision level and is only compared with it
         header_in = torch.cat([pooled, att_v, att_a], dim=-1) if cfg.decision_fusion else pooled
         student_logits = logits = self.header(header_in)
         teacher_logits = self.teacher_head(q_pool, z_v, z_a)
         expert_logits = None
-        if cfg.grounded_expert and referents:   # detached: the expert learns from the model, never teaches it
-            expert_logits = self.expert(q_pool.detach(), self.expert_inputs(feats, o_mask, o_kind))
-            weight = self._expert_weights(question_type, B, question.device)
-            logits = student_logits.log_softmax(-1) + weight * expert_logits.log_softmax(-1)
+        if readings is not None:
+            logits, expert_logits = self.keywords.answer(student_logits, q_pool, readings, o_mask, o_kind,
+                                                         question_type)
 
         out = MCDOutput(logits, teacher_logits, z_q, z_v, z_a, expert_logits=expert_logits,
                         clues=self._clues(B, assoc_map if clip_index is None else assoc_map[clip_index],
                                           br_v, br_a, q_mask, o_mask, objects.shape[1]))
-        if referents:  # with referent_query, the mean of both readings (v6 val position 94.8%: clue 92.2, query 87.6)
-            out.referents = {k: torch.stack([r[k] for r in referents]).mean(dim=0) for k in referents[0]}
+        if readings is not None:
+            out.referents = readings.mean_referents()
+
+        # 9. losses: CE(student) + CE(teacher) + λ_con·InfoNCE(m_v, m_a) + λ_kd·KD(z_q ← z_v, z_a) [F]
         if labels is not None:
             if video_index is None and av_shared:
                 video_index = torch.zeros(B, dtype=torch.long, device=question.device)
             self._add_losses(out, student_logits, labels, video_index, hat_v, hat_a, B,
                              per_clip=clip_index is not None)
-            if grounding is not None and grounding_raw:
-                if tuple(grounding.position.shape) != tuple(o_mask.shape):
-                    raise MCDInputError(f"grounding targets must be [B, K] = {tuple(o_mask.shape)}, "
-                                        f"got {tuple(grounding.position.shape)}")
-                out.losses["grounding"] = sum(grounding_loss(raw, grounding) for raw in grounding_raw)
-                out.loss = out.loss + cfg.lambda_grounding * out.losses["grounding"]
+            if grounding is not None and readings is not None and readings.raw:
+                try:
+                    out.losses["grounding"] = self.keywords.loss(readings, grounding, o_mask)
+                except ValueError as exc:
+                    raise MCDInputError(str(exc)) from None
+                out.loss = out.loss + cfg.extensions.grounding.loss_weight * out.losses["grounding"]
         return out
-
-    def _expert_weights(self, question_type: torch.Tensor | None, B: int, device: torch.device) -> torch.Tensor:
-        """[B,1] weight of each question's expert log-probabilities: its type's in `expert_type_weights`, else
-        `expert_weight`. Why per type: one weight cannot serve all; on v7's val clips the expert added 9 points to
-        AV-Comparative at weight 2 but took 0.7 from Visual/Counting, where the student alone was right 97.8%."""
-        cfg = self.config
-        if question_type is None or not cfg.expert_type_weights:
-            return torch.full((B, 1), cfg.expert_weight, device=device)
-        table = torch.tensor(per_type_table(cfg.expert_type_weights, cfg.expert_weight), device=device)
-        return table[question_type.long()][:, None]
-
-    @staticmethod
-    def expert_inputs(feats: torch.Tensor, o_mask: torch.Tensor, o_kind: torch.Tensor) -> torch.Tensor:
-        """[B,K,referent_width] what the grounded expert reads: the read-outs of the real keywords, detached (type
-        words and padding zero). mcd.expert_refit keeps these to refit the expert without the rest of the model."""
-        return feats.detach() * (o_mask & (o_kind == KEYWORD)).to(feats.dtype)[..., None]
 
     @staticmethod
     def _check_question_type(question_type, B: int) -> None:
@@ -305,64 +224,10 @@ class MCD(nn.Module):
         if bool(((question_type < -1) | (question_type >= len(QUESTION_TYPES))).any()):
             raise MCDInputError(f"question_type values must be -1 (unknown) or 0..{len(QUESTION_TYPES) - 1}")
 
-    @staticmethod
-    def _read_objects(per_object: torch.Tensor, maps: torch.Tensor, o_mask: torch.Tensor,
-                      o_kind: torch.Tensor) -> torch.Tensor:
-        """Σ_slot maps[slot] per_object[slot] over the real keywords: per_object [B,K,c], maps [MAX_OBJECT_SLOTS,c,d].
-
-        Why (our extension): the question tokens reach the objects through a softmax, whose weights are all
-        positive, so "X louder than Y" must be routed through separate heads before it can become a difference,
-        and training sits at chance for epochs. A linear map per slot makes clue(X) - clue(Y) one weight away.
-        `object_readout` reads the keywords' clues [clue_v ; clue_a] this way. `grounded_answer` reads what the
-        grounding head says each keyword points at (`GroundingHead.features`) through `referent_readout`: on
-        clips it never saw, the sign of v5's two loudness read-outs answered "Is the X louder than the Y?" 86%
-        right where the answer, reading the 256-wide clues, got 75%; a few-hundred-question template cannot find
-        the one loudness direction among the clue's dimensions, but here it is one of ~30 named, bounded features.
-        """
-        keep = (o_mask & (o_kind == KEYWORD)).to(per_object.dtype)[..., None]               # [B,K,1]
-        return read_slots(per_object * keep, maps)
-
-    def _aggregate(self, f_q, low_v, x_a, hat_v, hat_a, obj, o_mask, clip_index, query_rows=None
-                   ) -> tuple[torch.Tensor, BranchOutput, BranchOutput]:
-        """f̂_q = LN(q + W[t_v ; t_a]) for q = f_q, then (with `hops` > 1) again with q = the previous f̂_q.
-
-        Why rounds (our extension; hops = 1 is DESIGN §3): the two branches read the clip in parallel from the
-        same f_q, so no token can use what it heard to decide where to look. "Where is the loudest instrument?"
-        must first find the loudest sound (audio) and then the player of that instrument (visual patches);
-        "Is the instrument on the left louder ...?" goes the other way. A second round queries both branches
-        again with the clue-attached tokens. The returned branch maps are averaged over rounds, so the clues
-        stay distributions over the same axes.
-        """
-        cfg = self.config
-        rounds = [{"aggregator": self.aggregator, "combine": self.combine, "combine_ln": self.combine_ln,
-                   "aggregator_audio": self.aggregator if cfg.shared_aggregator else self.aggregator_audio}]
-        for hop in self.extra_hops:
-            rounds.append({**hop, "aggregator_audio": hop["aggregator"] if cfg.shared_aggregator
-                           else hop["aggregator_audio"]})
-        q, outs = f_q, []
-        for r in rounds:
-            br_v = r["aggregator"](q, low_v, hat_v, obj, o_mask, clip_index, query_rows)
-            br_a = r["aggregator_audio"](q, x_a, hat_a, obj, o_mask, clip_index, query_rows)
-            q = r["combine_ln"](q + self.drop(r["combine"](torch.cat([br_v.tokens, br_a.tokens], dim=-1))))
-            if br_v.object_clues is not None and len(outs) + 1 < len(rounds):
-                # objects that gathered clues query the next round with them, as the question tokens do
-                clues = torch.cat([br_v.object_clues, br_a.object_clues], dim=-1)
-                obj = r["combine_ln"](obj + self.drop(r["combine"](clues)))
-            outs.append((br_v, br_a))
-        if len(outs) == 1:
-            return q, outs[0][0], outs[0][1]
-
-        def mean_maps(branches: list[BranchOutput]) -> BranchOutput:
-            def m(ws):
-                return None if ws[0] is None else torch.stack(ws).mean(dim=0)
-            return BranchOutput(branches[-1].tokens, m([b.low for b in branches]), m([b.high for b in branches]),
-                                m([b.objects for b in branches]), branches[-1].object_clues)
-        return q, mean_maps([o[0] for o in outs]), mean_maps([o[1] for o in outs])
-
     def _add_losses(self, out: MCDOutput, student_logits: torch.Tensor, labels: torch.Tensor,
                     video_index: torch.Tensor | None, hat_v: torch.Tensor, hat_a: torch.Tensor, B: int,
                     per_clip: bool = False) -> None:
-        """The training losses of DESIGN §3.7 on the student's own logits (plus the grounded expert's CE)."""
+        """The training losses (docs/model.md) on the student's own logits (plus the grounded expert's CE)."""
         cfg = self.config
         zero = student_logits.new_zeros(())
         losses = {"ce_student": F.cross_entropy(student_logits, labels),
@@ -490,14 +355,3 @@ class MCD(nn.Module):
                 part = name.split(".")[0]
                 counts[part] = counts.get(part, 0) + p.numel()
         return counts
-
-    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> None:
-        """Write a checkpoint folder (see mcd.checkpoint.save_checkpoint for the keyword arguments)."""
-        from mcd.checkpoint import save_checkpoint
-        save_checkpoint(directory, self, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "MCD":
-        """Load a checkpoint folder's model, in eval mode (extra tensors: use mcd.checkpoint.load_checkpoint)."""
-        from mcd.checkpoint import load_checkpoint
-        return load_checkpoint(directory, map_location=map_location).model

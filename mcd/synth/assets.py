@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from mcd.questions import TEMPLATES
+from mcd.task.questions import TEMPLATES
 from mcd.synth.generate import render_clip
 from mcd.synth.qa import QA, candidates
 from mcd.synth.scene import Scene, sample_scene

@@ -24,9 +24,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from mcd.questions import SLOT_DOMAINS, TEMPLATES, TEMPLATE_BY_TEXT, Template, fill_template
+from mcd.task.questions import SLOT_DOMAINS, TEMPLATES, TEMPLATE_BY_TEXT, Template, fill_template
 from mcd.synth.scene import POSITIONS, SYNTH_INSTRUMENTS, Player, Scene, Source
-from mcd.vocab import ANSWERS, count_word
+from mcd.task.vocab import ANSWERS, count_word
 
 LOUDNESS_MARGIN = 0.2   # loudness units (6 dB) between two sources compared for loudness
 RATE_RATIO = 1.6        # note-rate ratio between two sources compared for rhythm
@@ -145,7 +145,7 @@ def keyword_referent(scene: Scene, word: str) -> Source | None:
     "leftest"), an order word the source that comes in at that place ("first", "third", "last"; None when the
     entries are too close to tell), "loudest"/"lowest" the source clearly louder/quieter than the others. Words
     that relate two things ("before", "after") name nothing alone. Used to teach keywords what they point at
-    (mcd.data.grounding).
+    (mcd.synth.grounding).
     """
     if word in SYNTH_INSTRUMENTS:
         return _unique(scene.sources, word)

@@ -10,7 +10,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from mcd.questions import TEMPLATE_BY_TEXT, TEMPLATES
+from mcd.task.questions import TEMPLATE_BY_TEXT, TEMPLATES
 
 PRIOR_MAX = 0.50        # per-template-majority prior, whole split
 YES_NO_MAX = 0.60       # majority share of any yes/no template

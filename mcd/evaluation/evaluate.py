@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from mcd.atomic import write_text_atomic
 from mcd.cli import CLIError
-from mcd.questions import MODALITIES, QUESTION_TYPES
-from mcd.vocab import ANSWERS
+from mcd.task.questions import MODALITIES, QUESTION_TYPES
+from mcd.task.vocab import ANSWERS
 
 if TYPE_CHECKING:
     from mcd.data.music_avqa import QARecord
@@ -329,9 +329,9 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     """`mcd evaluate --checkpoint DIR --data OUT [--split test] [--features CACHE] --predictions PRED.jsonl
     --report REPORT.json`: predict every question of the split (clips decoded from their files unless a feature
     cache is given), then score, write and print through `finish`."""
-    from mcd.checkpoint import CheckpointError
+    from mcd.model.checkpoint import CheckpointError
     from mcd.data.features import FeatureCacheError
-    from mcd.inference import predict_split
+    from mcd.evaluation.inference import predict_split
 
     if args.data is None:
         raise CLIError("--checkpoint needs --data OUT (the benchmark folder with avqa-<split>.json and videos/)")

@@ -17,16 +17,17 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from mcd import media, ood
-from mcd.checkpoint import load_checkpoint
-from mcd.data.grounding import GROUNDING_INSTRUMENTS
+from mcd import media
+from mcd.serving import ood
+from mcd.model.checkpoint import load_checkpoint
+from mcd.synth.grounding import GROUNDING_INSTRUMENTS
 from mcd.data.text_bank import TextBank, object_phrases
 from mcd.encoders.encoder_set import EncoderSet
 from mcd.model.grounding import GROUNDING_POSITIONS
-from mcd.questions import LEXICON, TEMPLATES, EmptyQuestionError, parse, type_index
-from mcd.vocab import ANSWERS
+from mcd.task.questions import LEXICON, TEMPLATES, EmptyQuestionError, parse, type_index
+from mcd.task.vocab import ANSWERS
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mcd-synth"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "mcd-synth"
 MAX_QUESTIONS = 20
 
 

@@ -14,7 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from mcd.vocab import INSTRUMENTS
+from mcd.task.vocab import INSTRUMENTS
 
 #: Slot domains of the template placeholders (DESIGN §4).
 SLOT_DOMAINS: dict[str, tuple[str, ...]] = {
@@ -24,7 +24,7 @@ SLOT_DOMAINS: dict[str, tuple[str, ...]] = {
     "<FL>": ("first", "last"),
     "<TH>": ("first", "second", "third", "fourth", "fifth"),
     "<BA>": ("before", "after"),
-    # "<Object>" is the instrument vocabulary: mcd.vocab.INSTRUMENTS
+    # "<Object>" is the instrument vocabulary: mcd.task.vocab.INSTRUMENTS
 }
 
 MODALITIES = ("Audio", "Visual", "Audio-Visual")

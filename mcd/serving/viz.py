@@ -1,6 +1,6 @@
 """Matplotlib figures of one answer's clues and of an evaluation run (the demo's plots).
 
-Every function takes plain arrays (what `mcd.pipeline` returns) and returns a `matplotlib.figure.Figure`.
+Every function takes plain arrays (what `mcd.serving.pipeline` returns) and returns a `matplotlib.figure.Figure`.
 Figures are built with the object-oriented API (`Figure()` + an Agg canvas), never through `pyplot`: they are
 not registered in pyplot's global figure list, so they cannot leak when a server draws thousands of them, and
 drawing in several threads at once (the Gradio queue runs events concurrently) is safe. Figures are freed by
@@ -25,7 +25,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 if TYPE_CHECKING:
-    from mcd.pipeline import QuestionResult
+    from mcd.serving.pipeline import QuestionResult
 
 STUDENT_COLOR = "#1f77b4"
 TEACHER_COLOR = "#ff7f0e"
@@ -310,7 +310,7 @@ def association_matrix(association, timestamps=None) -> Figure:
 def question_figures(result: "QuestionResult", frames: np.ndarray, timestamps, duration: float | None = None,
                      answers: Sequence[str] | None = None) -> dict[str, Figure]:
     """All figures of one answered question, keyed by name (the order the demo shows them)."""
-    from mcd.vocab import ANSWERS
+    from mcd.task.vocab import ANSWERS
 
     c = result.clues
     return {

@@ -8,7 +8,7 @@ most of its val questions right (ties: the w nearest the trained `expert_weight`
 model config as `expert_type_weights`. Only the val split is read for that, and no weight of the network changes.
 
 A recipe with `train.expert_refit_epochs` first refits the expert alone on the trained model's read-outs of the
-train split (mcd.expert_refit, which says why), with the comparator if the recipe's model section asks for
+train split (mcd.training.refit, which says why), with the comparator if the recipe's model section asks for
 `expert_comparator`; the checkpoint is then written anew with the new expert. The weights are chosen for it after.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Iterable
 
 import torch
 
-from mcd.expert_refit import ExpertRefitError, collect_expert_inputs, refit_expert
-from mcd.questions import QUESTION_TYPES, UNKNOWN_TYPE_INDEX, per_type_table
+from mcd.training.refit import ExpertRefitError, collect_expert_inputs, refit_expert
+from mcd.task.questions import QUESTION_TYPES, UNKNOWN_TYPE_INDEX, per_type_table
 
 #: The weights tried per type: 0 is the student alone; past 6 the expert decides nearly every question alone.
 WEIGHT_GRID: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
@@ -119,12 +119,12 @@ def calibrate_checkpoint(checkpoint: str | Path, recipe, batch_size: int = 128,
     """Choose `expert_type_weights` on the recipe's val split and rewrite `checkpoint` with them (weights unchanged).
 
     Returns {"expert_type_weights", "val_acc" (one weight), "calibrated_val_acc", "table"}. Only config.json and
-    metrics.json are rewritten (mcd.checkpoint.update_checkpoint), so a failure leaves the old checkpoint whole.
+    metrics.json are rewritten (mcd.model.checkpoint.update_checkpoint), so a failure leaves the old checkpoint whole.
     """
-    from mcd.checkpoint import load_checkpoint, update_checkpoint
+    from mcd.model.checkpoint import load_checkpoint, update_checkpoint
     from mcd.data.dataset import QADataset
     from mcd.encoders.encoder_set import EncoderSet
-    from mcd.train import build_data
+    from mcd.training.train import build_data
 
     loaded = load_checkpoint(checkpoint)
     model = loaded.model
@@ -176,10 +176,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mcd.checkpoint import CheckpointError
+    from mcd.model.checkpoint import CheckpointError
     from mcd.cli import CLIError
     from mcd.data.features import FeatureCacheError
-    from mcd.recipe import RecipeError, load_recipe
+    from mcd.training.recipe import RecipeError, load_recipe
 
     try:
         recipe = load_recipe(args.config, list(args.set))

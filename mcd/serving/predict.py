@@ -1,7 +1,7 @@
 """`mcd predict --checkpoint DIR --video FILE --question Q [--question Q ...]`: answers as JSON.
 
 One JSON object: the clip summary and, per question, answer, confidence, top-5, teacher answer, agreement, type,
-keywords and a clue summary (the most attended seconds). The same code path as the demo (mcd.pipeline).
+keywords and a clue summary (the most attended seconds). The same code path as the demo (mcd.serving.pipeline).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from mcd.pipeline import DEFAULT_CHECKPOINT
+    from mcd.serving.pipeline import DEFAULT_CHECKPOINT
 
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder")
     p.add_argument("--video", required=True, type=Path, help="clip to ask about")
@@ -23,9 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mcd import media
-    from mcd.checkpoint import CheckpointError
+    from mcd.model.checkpoint import CheckpointError
     from mcd.cli import CLIError
-    from mcd.pipeline import Pipeline, QuestionsError
+    from mcd.serving.pipeline import Pipeline, QuestionsError
 
     questions = list(args.question)
     if args.questions_file:

@@ -86,11 +86,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mcd.checkpoint import load_checkpoint
+    from mcd.model.checkpoint import load_checkpoint
     from mcd.cli import CLIError
-    from mcd.evaluate import format_table
-    from mcd.model_card import render
-    from mcd.recipe import RecipeError, load_recipe
+    from mcd.evaluation.evaluate import format_table
+    from mcd.training.model_card import render
+    from mcd.training.recipe import RecipeError, load_recipe
 
     try:
         recipe = load_recipe(args.config)

@@ -1,7 +1,7 @@
 """`mcd train --config configs/NAME.json`: the plain training loop (nanoGPT-style: no framework).
 
 Adam with linear warm-up and cosine decay, gradient clipping, the best-on-val checkpoint, a JSONL log, resume from
-`OUT/last.pt`, seeds, and optionally a moving average of the weights (`train.ema`, `mcd/ema.py`) that is what gets
+`OUT/last.pt`, seeds, and optionally a moving average of the weights (`train.ema`, `mcd/training/ema.py`) that is what gets
 evaluated and saved.
 
 Data parallel through `torchrun` (gloo: the loop trains on the CPU): the ranks share out the clips of each batch
@@ -29,18 +29,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mcd import ood
-from mcd.config import MCDConfig
+from mcd.serving import ood
+from mcd.model.config import MCDConfig
 from mcd.data.dataset import QADataset, record_objects
 from mcd.data.features import FeatureCache
-from mcd.data.grounding import GROUNDING_INSTRUMENTS, GroundingError, SceneGrounding
+from mcd.synth.grounding import GROUNDING_INSTRUMENTS, GroundingError, SceneGrounding
 from mcd.data.mirror import MirrorError, grid_side, mirror_record
 from mcd.data.music_avqa import load_annotations
 from mcd.data.text_bank import TextBank
-from mcd.ema import WeightAverage
-from mcd.inference import accuracy, prediction_rows
+from mcd.training.ema import WeightAverage
+from mcd.evaluation.inference import accuracy, prediction_rows
 from mcd.model.mcd import MCD
-from mcd.recipe import Recipe, RecipeError, load_recipe
+from mcd.training.recipe import Recipe, RecipeError, load_recipe
 
 
 def seed_everything(seed: int) -> None:
@@ -166,7 +166,7 @@ def evaluated_weights(model: torch.nn.Module, average: WeightAverage | None):
 
 def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
     """Train per `recipe`; returns the best val metrics. Writes OUT/best (checkpoint), OUT/last.pt, OUT/log.jsonl."""
-    from mcd.checkpoint import save_checkpoint
+    from mcd.model.checkpoint import save_checkpoint
     from mcd.data.extract import load_encoders
 
     dist = DistEnv()

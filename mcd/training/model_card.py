@@ -5,8 +5,8 @@ import json
 import platform
 from dataclasses import fields
 
-from mcd.config import MCDConfig
-from mcd.evaluate import format_table
+from mcd.model.config import MCDConfig
+from mcd.evaluation.evaluate import format_table
 
 
 #: The project's bar for the shipped checkpoint (issue "training, evaluation ... shipped checkpoint").

@@ -9,7 +9,7 @@ from typing import Iterable
 
 import torch
 
-from mcd.vocab import ANSWERS
+from mcd.task.vocab import ANSWERS
 
 
 @torch.no_grad()
@@ -59,7 +59,7 @@ def predict_split(checkpoint, data, split: str = "test", features=None, batch_si
     import tempfile
     from pathlib import Path
 
-    from mcd.checkpoint import load_checkpoint
+    from mcd.model.checkpoint import load_checkpoint
     from mcd.data.dataset import QADataset, record_objects
     from mcd.data.extract import benchmark_videos, encoder_meta, extract
     from mcd.data.features import FeatureCache, FeatureCacheError

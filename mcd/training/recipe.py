@@ -1,6 +1,6 @@
 """Training recipes: one JSON file says which data, which encoders, which model and how to train it.
 
-`mcd/config.py` holds the model's own config (what a checkpoint needs to rebuild the network); a recipe adds
+`mcd/model/config.py` holds the model's own config (what a checkpoint needs to rebuild the network); a recipe adds
 what only training needs (paths, optimisation, seeds). Paths in a recipe are relative to the working directory
 (the repository root in the documented commands). `--set section.key=value` overrides any field, which is how
 `bench/ablations.py` derives its variants from one recipe.

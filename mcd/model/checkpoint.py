@@ -6,11 +6,15 @@ CheckpointError whose message names the problem. Writing goes to a temporary sib
 into place, so a crash mid-write never leaves a half-written checkpoint under the real name.
 
 config.json:
-    {"format": "mcd-avqa", "format_version": 1, "model": <MCDConfig dict>, "answers": [the 42 answers],
+    {"format": "mcd-avqa", "format_version": 2, "model": <MCDConfig dict>, "answers": [the 42 answers],
      "model_sha256": <hex digest of model.safetensors>, ...free-form sections from the caller
      ("encoders", "provenance", "T", ...)}
 model.safetensors: the model state under `model.*`; extra tensors (e.g. encoder weights `encoders.visual.*`)
     under their own names.
+
+Format 1 (before the extensions had their own module and config section) is still read: its flat extension
+switches move into `extensions` (MCDConfig.from_dict) and its extension tensors gain the `keywords.` prefix.
+This is the one way to persist a model: `save_checkpoint(dir, model)` and `load_checkpoint(dir).model`.
 """
 from __future__ import annotations
 
@@ -27,12 +31,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from mcd.config import ConfigError, MCDConfig
+from mcd.model.config import ConfigError, MCDConfig
 from mcd.model.mcd import MCD
-from mcd.vocab import ANSWERS
+from mcd.task.vocab import ANSWERS
 
 FORMAT = "mcd-avqa"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: top-level module names of format 1 that now live in MCD.keywords
+FORMAT1_KEYWORD_PARTS = ("object_slot", "object_readout", "grounding", "referent_query", "referent_readout", "expert")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
@@ -114,6 +121,7 @@ def update_checkpoint(directory: str | Path, model_config: MCDConfig, metrics: d
             tensors.update({MODEL_PREFIX + k: v for k, v in model.state_dict().items()})
             _save_weights(tensors, tmp / WEIGHTS_FILE)
             config["model_sha256"] = _sha256(tmp / WEIGHTS_FILE)
+            config["format_version"] = FORMAT_VERSION      # the tensors now carry today's names
         _write_json(tmp / CONFIG_FILE, config)
         if metrics is not None:
             _write_json(tmp / METRICS_FILE, metrics)
@@ -203,6 +211,8 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
 
     model = MCD(model_config)
     state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+    if config["format_version"] == 1:
+        state = migrate_format1_state(state)
     extra = {k: v for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)}
     _check_state(model, state, weights)
     model.load_state_dict(state, strict=True)
@@ -212,6 +222,11 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     if (directory / METRICS_FILE).is_file():
         metrics = _read_json(directory / METRICS_FILE)
     return LoadedCheckpoint(model, config, extra, metrics)
+
+
+def migrate_format1_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Format-1 tensor names -> today's: the extension parts moved from the top of MCD into `MCD.keywords`."""
+    return {("keywords." + k if k.split(".")[0] in FORMAT1_KEYWORD_PARTS else k): v for k, v in state.items()}
 
 
 def _read_json(path: Path) -> Any:
@@ -230,9 +245,9 @@ def _read_config(directory: Path) -> dict[str, Any]:
         got = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise CheckpointError(f"{path} is not an MCD-AVQA checkpoint (format {got!r}, expected {FORMAT!r})")
     version = config.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: unsupported format_version {version!r} "
-                              f"(this code reads format_version {FORMAT_VERSION})")
+                              f"(this code reads format_version {', '.join(map(str, READABLE_VERSIONS))})")
     answers = config.get("answers")
     if answers != list(ANSWERS):
         raise CheckpointError(f"{path}: {_answer_difference(answers)}; the model's classifier rows would "
