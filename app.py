@@ -5,7 +5,7 @@
 UI only: answering is `mcd.serving.pipeline.Pipeline`, figures are `mcd.serving.viz`, scoring is `mcd.evaluation.evaluate`. This file lays
 out the page, turns inputs into pipeline calls and every failure into a message a person can act on.
 
-Serving (DESIGN §8): the main event is the public API endpoint `/answer` (clip + questions text -> results JSON,
+Serving: the main event is the public API endpoint `/answer` (clip + questions text -> results JSON,
 table and the first question's figures); every other event is private. The queue runs a few events at once;
 uploads above the size limit are refused by Gradio before they reach the model; only files under `assets/` and
 Gradio's temp/cache folders are served. `GRADIO_ROOT_PATH` sets the mount point behind a proxy, and
@@ -14,11 +14,9 @@ Gradio's temp/cache folders are served. `GRADIO_ROOT_PATH` sets the mount point 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -33,6 +31,8 @@ import pandas as pd
 
 from mcd import media
 from mcd.serving import viz
+from mcd.serving.analysis import (ALL, ANALYSIS_COLUMNS, TYPE_COLUMNS, Analysis, analysis_frame, clip_for, filter_rows,
+                                  load_analysis, type_table, write_csv)
 from mcd.serving.pipeline import DEFAULT_CHECKPOINT, MAX_QUESTIONS, Pipeline, QuestionsError, split_questions
 
 ROOT = Path(__file__).resolve().parent
@@ -41,15 +41,10 @@ EXAMPLES_FILE = ASSETS / "examples.json"
 log = logging.getLogger("mcd.app")
 
 RESULT_COLUMNS = ["#", "question", "type", "answer", "confidence", "teacher answer", "agree", "expected"]
-ANALYSIS_COLUMNS = ["question_id", "video_id", "type", "question", "answer", "pred", "score", "teacher_pred",
-                    "correct"]
-TYPE_COLUMNS = ["type", "questions", "accuracy (%)", "teacher accuracy (%)"]
 FIGURE_LABELS = {"top5": "Answer candidates (student)", "teacher_student": "Teacher vs student",
                  "temporal": "Temporal clues", "heatmap": "Spatial clues (heatmap)",
                  "association": "Audio-visual association", "objects": "Text objects"}
-ALL = "All"
 DISPLAY_SIDE = 320          # frames kept per session for heatmaps are resized to this longest side
-VIDEO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
@@ -95,6 +90,48 @@ class Session:
 
 
 # ------------------------------------------------------------------------------------------------ loading
+
+@dataclass
+class AnswerView:
+    """What the Answer event shows, in the order of its outputs (`flat`)."""
+    payload: dict                  # the answer contract (AnswerSet.to_json)
+    table: pd.DataFrame
+    header: str
+    figures: list
+    clip_info: str
+    session: Session
+
+    def flat(self) -> tuple:
+        return (self.payload, self.table, self.header, *self.figures, self.clip_info, self.session)
+
+
+@dataclass
+class QuestionView:
+    """One question's header and figures (selecting a row; opening an analysis row adds its clip)."""
+    header: str
+    figures: list
+    clip: str | None = None
+
+    def flat(self, with_clip: bool = False) -> tuple:
+        return ((self.header, self.clip) if with_clip else (self.header,)) + tuple(self.figures)
+
+
+@dataclass
+class AnalysisView:
+    """What loading a predictions file shows, in the order of its outputs (`flat`)."""
+    summary: str
+    types: pd.DataFrame
+    accuracy: object
+    confusion: object
+    filters: tuple
+    rows_frame: pd.DataFrame
+    count: str
+    rows: list[dict]
+
+    def flat(self) -> tuple:
+        return (self.summary, self.types, self.accuracy, self.confusion, *self.filters, self.rows_frame, self.count,
+                self.rows, self.rows)
+
 
 def load_examples(path: Path = EXAMPLES_FILE) -> list[Example]:
     """Example clips and their questions from assets/examples.json; a missing or broken file gives none.
@@ -228,147 +265,6 @@ def row_index(evt: gr.SelectData) -> int:
     return int(index[0] if isinstance(index, (list, tuple)) else index)
 
 
-# ------------------------------------------------------------------------------------------------ analysis
-
-@dataclass
-class Analysis:
-    rows: list[dict]
-    report: dict
-    teacher_report: dict | None
-    note: str
-
-
-def load_analysis(predictions: str | Path, annotations: str | Path | None = None) -> Analysis:
-    """Rows of an `mcd evaluate` predictions file, scored per type (ValueError with a readable message).
-
-    Files written by `mcd evaluate --checkpoint` already carry type and answer; bare rows (question_id + pred)
-    need the annotations. Annotations covering more questions than were predicted are restricted to the
-    predicted ones, and the note says so.
-    """
-    from mcd.data.music_avqa import QARecord, load_annotations
-    from mcd.evaluation.evaluate import EvaluationError, compute_report, enrich_predictions, read_predictions
-
-    try:
-        rows = read_predictions(predictions)
-    except EvaluationError as exc:
-        raise ValueError(str(exc)) from None
-    if not rows:
-        raise ValueError("the predictions file holds no rows")
-    note = f"{len(rows)} predictions"
-    if annotations:
-        try:
-            records = load_annotations(annotations)
-        except (ValueError, OSError) as exc:
-            raise ValueError(f"cannot read the annotations: {exc}") from None
-        predicted = set()
-        for r in rows:
-            try:
-                predicted.add(int(r["question_id"]))
-            except (TypeError, ValueError):
-                raise ValueError(f"question_id {r['question_id']!r} is not an integer") from None
-        kept = [r for r in records if r.question_id in predicted]
-        if len(kept) < len(records):
-            note += f"; scored against {len(kept)} of the {len(records)} annotated questions (the predicted ones)"
-        records = kept
-    else:
-        missing = [k for k in ("type", "answer", "video_id", "question") if any(k not in r for r in rows)]
-        if missing:
-            raise ValueError(f"the rows lack {', '.join(missing)}: load the annotations file too (or use the "
-                             "predictions written by `mcd evaluate --checkpoint ... --predictions`)")
-        records = []
-        for r in rows:
-            modality, _, kind = str(r["type"]).partition("/")
-            records.append(QARecord(question_id=int(r["question_id"]), video_id=str(r["video_id"]), template="",
-                                    question=str(r["question"]), type=str(r["type"]), modality=modality,
-                                    kind=kind, keywords=(), answer=str(r["answer"])))
-    try:
-        enriched = enrich_predictions(rows, records)
-        report = compute_report(enriched, records)
-        teacher = None
-        if all("teacher_pred" in r for r in enriched):
-            teacher = compute_report([{**r, "pred": r["teacher_pred"]} for r in enriched], records)
-    except EvaluationError as exc:
-        raise ValueError(str(exc)) from None
-    return Analysis(enriched, report, teacher, note)
-
-
-def type_table(analysis: Analysis) -> pd.DataFrame:
-    from mcd.evaluation.evaluate import TABLE_LAYOUT
-
-    counts: dict[str, int] = {}
-    for r in analysis.rows:
-        counts[r["type"]] = counts.get(r["type"], 0) + 1
-
-    def pct(v):
-        return None if v is None else round(100 * v, 2)
-
-    rows = []
-    for group, types in TABLE_LAYOUT:
-        for t in types:
-            rows.append([t, counts.get(t, 0), pct(analysis.report["types"][t]),
-                         pct(analysis.teacher_report["types"][t]) if analysis.teacher_report else None])
-        rows.append([f"{group} (all)", sum(counts.get(t, 0) for t in types), pct(analysis.report["groups"][group]),
-                     pct(analysis.teacher_report["groups"][group]) if analysis.teacher_report else None])
-    rows.append(["Overall", analysis.report["n"], pct(analysis.report["overall"]),
-                 pct(analysis.teacher_report["overall"]) if analysis.teacher_report else None])
-    return pd.DataFrame(rows, columns=TYPE_COLUMNS)
-
-
-def filter_rows(rows: Sequence[dict], wrong_only: bool = False, disagree_only: bool = False,
-                qtype: str | None = ALL, gold: str | None = ALL, pred: str | None = ALL) -> list[dict]:
-    """The rows that pass every active filter (ALL or None = no filter on that field)."""
-    out = []
-    for r in rows:
-        if wrong_only and r.get("correct"):
-            continue
-        if disagree_only and ("teacher_pred" not in r or r["teacher_pred"] == r["pred"]):
-            continue
-        if qtype not in (None, ALL) and r.get("type") != qtype:
-            continue
-        if gold not in (None, ALL) and r.get("answer") != gold:
-            continue
-        if pred not in (None, ALL) and r.get("pred") != pred:
-            continue
-        out.append(r)
-    return out
-
-
-def analysis_frame(rows: Sequence[dict]) -> pd.DataFrame:
-    def cell(r: dict, c: str):
-        v = r.get(c)
-        return round(v, 3) if isinstance(v, float) else v
-
-    return pd.DataFrame([[cell(r, c) for c in ANALYSIS_COLUMNS] for r in rows], columns=ANALYSIS_COLUMNS)
-
-
-def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
-    """The rows as CSV with the table's columns first, then any other keys (lists as JSON)."""
-    extra = sorted({k for r in rows for k in r} - set(ANALYSIS_COLUMNS))
-    columns = ANALYSIS_COLUMNS + extra
-    path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for r in rows:
-            writer.writerow([json.dumps(r[c]) if isinstance(r.get(c), (list, dict)) else r.get(c, "")
-                             for c in columns])
-    return path
-
-
-def clip_for(folder: str | None, video_id: str) -> Path | None:
-    """`<folder>/videos/<video_id>.mp4` (or `<folder>/<video_id>.mp4`) if it exists; None otherwise.
-
-    video_id comes from an uploaded file, so it must be a plain name: no separators, no leading dot.
-    """
-    if not folder or not VIDEO_ID.match(str(video_id)):
-        return None
-    base = Path(folder).expanduser()
-    for candidate in (base / "videos" / f"{video_id}.mp4", base / f"{video_id}.mp4"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def figure_panel(prefix: str) -> list[gr.Plot]:
     """The six clue plots of one question, laid out in pairs; returned in viz.FIGURE_NAMES order.
 
@@ -452,11 +348,11 @@ class DemoApp:
         t3 = time.perf_counter()
         timings = {"features_s": round(t1 - t0, 3), "model_s": round(t2 - t1, 3), "figures_s": round(t3 - t2, 3),
                    **{k: round(v, 3) for k, v in answers.clip.timings.items()}}
-        payload = {"clip": summary, "warnings": clip_warnings(summary),
-                   "answers": [r.summary(clip.timestamps) for r in answers.results], "timings": timings}
+        log.info("answered %d question(s): %s", len(answers.results), timings)
         expected = self.expected.get(answers.clip.key, {})
-        return (payload, results_table(answers.results, expected), question_header(0, answers.results[0]),
-                *figures, clip_markdown(summary, self.pipe.ood_threshold), session)
+        return AnswerView(answers.to_json(), results_table(answers.results, expected),
+                          question_header(0, answers.results[0]), figures,
+                          clip_markdown(summary, self.pipe.ood_threshold), session).flat()
 
     def _figures(self, session: Session, index: int) -> list:
         figs = viz.question_figures(session.results[index], session.frames, session.timestamps, session.duration)
@@ -469,7 +365,7 @@ class DemoApp:
         index = row_index(evt)
         if not 0 <= index < len(session.results):
             raise user_error(f"There is no question {index + 1}.", title="Selection")
-        return (question_header(index, session.results[index]), *self._figures(session, index))
+        return QuestionView(question_header(index, session.results[index]), self._figures(session, index)).flat()
 
     # -- analysis tab --------------------------------------------------------------------------------------
     def load_predictions(self, predictions: str | None, annotations: str | None):
@@ -493,10 +389,10 @@ class DemoApp:
         if analysis.teacher_report:
             summary += f" (teacher {analysis.teacher_report['overall']:.2%})"
         types = [ALL] + [t for t in QUESTION_TYPES if counts[t]]
-        return (summary, type_table(analysis), accuracy, confusion,
-                gr.Dropdown(choices=types, value=ALL), gr.Dropdown(choices=[ALL] + seen, value=ALL),
-                gr.Dropdown(choices=[ALL] + seen, value=ALL), gr.Checkbox(value=False), gr.Checkbox(value=False),
-                analysis_frame(rows), f"{len(rows)} of {len(rows)} rows", rows, rows)
+        filters = (gr.Dropdown(choices=types, value=ALL), gr.Dropdown(choices=[ALL] + seen, value=ALL),
+                   gr.Dropdown(choices=[ALL] + seen, value=ALL), gr.Checkbox(value=False), gr.Checkbox(value=False))
+        return AnalysisView(summary, type_table(analysis), accuracy, confusion, filters, analysis_frame(rows),
+                            f"{len(rows)} of {len(rows)} rows", rows).flat()
 
     def apply_filters(self, rows: list[dict] | None, wrong: bool, disagree: bool, qtype: str, gold: str, pred: str):
         from mcd.task.vocab import ANSWERS
@@ -525,8 +421,8 @@ class DemoApp:
         path = clip_for(folder, str(row.get("video_id", "")))
         if path is None:
             where = f"`{folder}/videos/{row.get('video_id')}.mp4`" if folder else "a benchmark folder (set it above)"
-            return (head + f"\n\nThe clip is not available: looked for {where}.", None,
-                    *[None] * len(viz.FIGURE_NAMES))
+            return QuestionView(head + f"\n\nThe clip is not available: looked for {where}.",
+                                [None] * len(viz.FIGURE_NAMES)).flat(with_clip=True)
         try:
             answers = self.pipe.answer(path, [str(row["question"])])
         except (media.MediaError, QuestionsError) as exc:
@@ -539,7 +435,7 @@ class DemoApp:
         shutil.copyfile(path, copy)
         r = answers.results[0]
         head += f"  \nre-run now: **{r.answer}** ({r.confidence:.1%}), teacher {r.teacher_answer}"
-        return (head, str(copy), *self._figures(session, 0))
+        return QuestionView(head, self._figures(session, 0), str(copy)).flat(with_clip=True)
 
     # -- layout --------------------------------------------------------------------------------------------
     def build(self) -> gr.Blocks:

@@ -67,7 +67,7 @@ def main() -> None:
         refit_expert(m, inputs["train"], args.epochs, seed=args.seed, comparator=comparator)
         variants[name] = m.expert
 
-    default = model.config.expert_weight
+    default = model.config.ext.grounding.expert_weight
     print(f"{args.checkpoint}: {len(inputs['train'])} train, {len(inputs['val'])} val, {len(inputs['test'])} test "
           f"questions; refit {args.epochs} epochs, seed {args.seed}\n")
     print("| expert | val (calibrated) | test | " + " | ".join(QUESTION_TYPES) + " |")

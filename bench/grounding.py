@@ -47,7 +47,7 @@ def main() -> None:
     args = p.parse_args()
     recipe = load_recipe(args.config)
     model = load_checkpoint(args.checkpoint).model.eval()
-    if not model.config.object_grounding:
+    if not model.config.ext.grounding.enabled:
         raise SystemExit(f"{args.checkpoint} was trained without object_grounding: it has no grounding head")
     encoders = load_encoders(recipe.encoders)
     records, load, bank = build_data(recipe, encoders.text, (args.split,))
@@ -56,11 +56,11 @@ def main() -> None:
     keywords = {r.question_id: r.keywords for r in data.records}
     templates = {r.question_id: r.template for r in data.records}
     # with referent_query the head reads twice (the keyword's clue, then its referent query): score both
-    readings = ["keyword clue", "referent query"] if model.config.referent_query else ["keyword clue"]
+    readings = ["keyword clue", "referent query"] if model.config.ext.grounding.referent_query else ["keyword clue"]
     right = {name: defaultdict(lambda: {m: [0, 0] for m in MEASURES}) for name in readings}
     compared = defaultdict(lambda: defaultdict(int))   # template -> "n", "answer", each reading's sign, "mean"
     raw: list[tuple[torch.Tensor, ...]] = []
-    model.grounding.register_forward_hook(lambda module, args, out: raw.append(out))
+    model.keywords.grounding.register_forward_hook(lambda module, args, out: raw.append(out))
     with torch.no_grad():
         for batch in data.loader(64, shuffle=False):
             inputs = batch.model_inputs()
@@ -85,7 +85,7 @@ def main() -> None:
         print()
     print(f"Comparison questions on the {args.split} split: the answer, and the sign of the head's two read-outs "
           "of the compared scalar\n")
-    cols = ["answer"] + (["expert alone"] if model.config.grounded_expert else []) + [
+    cols = ["answer"] + (["expert alone"] if model.config.ext.grounding.expert else []) + [
         f"sign, {name}" for name in readings] + (["sign, mean"] if len(readings) > 1 else [])
     print("| template | n | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols))
     for template, cells in sorted(compared.items()):

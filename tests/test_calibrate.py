@@ -62,12 +62,13 @@ def test_config_checks_expert_type_weights():
         small_config(**EXPERT, expert_type_weights={"Audio/Counting": -1.0})
     with pytest.raises(ConfigError, match="must be float"):
         small_config(**EXPERT, expert_type_weights={"Audio/Counting": "2"})
-    with pytest.raises(ConfigError, match="needs grounded_expert"):
+    with pytest.raises(ConfigError, match="needs grounding.expert"):
         small_config(object_clues=True, object_grounding=True, grounding_classes=5,
                      expert_type_weights={"Audio/Counting": 1.0})
     cfg = small_config(**EXPERT, expert_type_weights={"Audio/Counting": 1})
-    assert cfg.expert_type_weights == {"Audio/Counting": 1.0} and type(cfg.expert_type_weights["Audio/Counting"]) is float
-    assert type(cfg).from_dict(cfg.to_dict()).expert_type_weights == cfg.expert_type_weights
+    weights = cfg.ext.grounding.expert_type_weights
+    assert weights == {"Audio/Counting": 1.0} and type(weights["Audio/Counting"]) is float
+    assert type(cfg).from_dict(cfg.to_dict()).ext.grounding.expert_type_weights == weights
 
 
 def scores_of(groups: list[tuple[int, int, list[float], list[float], int]]) -> ExpertScores:

@@ -75,15 +75,15 @@ def test_round_trip_gives_identical_outputs(saved):
     assert torch.equal(loaded.extra_tensors["encoders.visual.conv.weight"], torch.arange(6.0).view(2, 3))
     assert set(loaded.extra_tensors) == {"encoders.visual.conv.weight"}
     assert loaded.config["encoders"] == {"visual": {"id": "synth"}} and loaded.config["T"] == 4
-    assert loaded.config["answers"] == list(ANSWERS) and loaded.config["format_version"] == 1
+    assert loaded.config["answers"] == list(ANSWERS) and loaded.config["format_version"] == 2
     assert loaded.metrics == {"overall": 0.5}
     assert sorted(os.listdir(path)) == ["config.json", "metrics.json", "model.safetensors"]
 
 
-def test_save_and_from_pretrained(tmp_path):
+def test_save_and_load_give_the_same_model(tmp_path):
     model = MCD(MCDConfig(**CFG)).eval()
-    model.save_pretrained(tmp_path / "m")
-    again = MCD.from_pretrained(tmp_path / "m")
+    save_checkpoint(tmp_path / "m", model)
+    again = load_checkpoint(tmp_path / "m").model
     x = inputs(model.config)
     assert torch.equal(model(**x).logits, again(**x).logits)
     assert not (tmp_path / "m" / "metrics.json").exists()
@@ -133,8 +133,8 @@ def test_bad_save_arguments(tmp_path):
 # --- damage ----------------------------------------------------------------------------------------------------
 def test_wrong_format_version(saved):
     path, _ = saved
-    edit_config(path, lambda c: c.update(format_version=2))
-    with pytest.raises(CheckpointError, match="unsupported format_version 2"):
+    edit_config(path, lambda c: c.update(format_version=3))
+    with pytest.raises(CheckpointError, match="unsupported format_version 3"):
         load_checkpoint(path)
 
 
@@ -239,15 +239,15 @@ def test_config_json_not_json(saved):
 def test_update_checkpoint_rewrites_the_config_and_keeps_the_weights_bytes(tmp_path):
     """update_checkpoint (mcd calibrate's writer) changes config.json and metrics.json only; a config that would
     build other modules is refused and the checkpoint is left as it was."""
-    cfg = MCDConfig(d=32, d_z=16, n_heads=4, object_clues=True, object_grounding=True, grounding_classes=3,
-                    grounded_expert=True)
+    cfg = MCDConfig.from_dict(dict(d=32, d_z=16, n_heads=4, object_clues=True, object_grounding=True, grounding_classes=3,
+                    grounded_expert=True))
     directory = save_checkpoint(tmp_path / "ck", MCD(cfg), metrics={"val": {"acc": 0.5}})
     weights = (directory / "model.safetensors").read_bytes()
     new = MCDConfig.from_dict({**cfg.to_dict(), "expert_type_weights": {"Audio/Counting": 0.5}})
     ckpt.update_checkpoint(directory, new, {"val": {"acc": 0.5, "calibrated_acc": 0.6}})
     assert (directory / "model.safetensors").read_bytes() == weights
     loaded = load_checkpoint(directory)
-    assert loaded.model.config.expert_type_weights == {"Audio/Counting": 0.5}
+    assert loaded.model.config.ext.grounding.expert_type_weights == {"Audio/Counting": 0.5}
     assert loaded.metrics == {"val": {"acc": 0.5, "calibrated_acc": 0.6}}
     config_before = (directory / "config.json").read_text()
     with pytest.raises(CheckpointError):
@@ -275,8 +275,8 @@ def test_saving_the_same_weights_in_two_processes_writes_the_same_bytes(tmp_path
 def test_update_checkpoint_with_a_model_replaces_its_weights_and_keeps_the_rest(tmp_path):
     """update_checkpoint(model=...) (mcd calibrate's refit): the `model.*` tensors become the new model's, the extra
     tensors (the encoders) and the folder's other files stay, the hash in config.json follows the new file."""
-    cfg = MCDConfig(d=32, d_z=16, n_heads=4, object_clues=True, object_grounding=True, grounding_classes=3,
-                    grounded_expert=True)
+    cfg = MCDConfig.from_dict(dict(d=32, d_z=16, n_heads=4, object_clues=True, object_grounding=True, grounding_classes=3,
+                    grounded_expert=True))
     torch.manual_seed(0)
     directory = save_checkpoint(tmp_path / "ck", MCD(cfg), extra_tensors={"encoders.audio.w": torch.ones(3)})
     (directory / "README.md").write_text("card")
@@ -284,7 +284,7 @@ def test_update_checkpoint_with_a_model_replaces_its_weights_and_keeps_the_rest(
     other = MCD(MCDConfig.from_dict({**cfg.to_dict(), "expert_comparator": True}))
     ckpt.update_checkpoint(directory, other.config, {"val": {"acc": 0.7}}, model=other)
     loaded = load_checkpoint(directory)
-    assert loaded.model.config.expert_comparator is True
+    assert loaded.model.config.ext.grounding.comparator is True
     assert all(torch.equal(v, other.state_dict()[k]) for k, v in loaded.model.state_dict().items())
     assert torch.equal(loaded.extra_tensors["encoders.audio.w"], torch.ones(3))
     assert (directory / "README.md").read_text() == "card" and loaded.metrics == {"val": {"acc": 0.7}}

@@ -129,7 +129,7 @@ def test_grounded_training_runs_on_the_real_loop(quick_run, capsys):
     assert config["model"]["object_grounding"] is config["model"]["referent_query"] is True
     assert config["model"]["grounding_classes"] == len(GROUNDING_INSTRUMENTS)
     model = MCD.from_pretrained(quick_run / "runs/grounded/best")
-    assert model.grounding.proj.out_features > 0 and model.referent_readout.shape[1] == 2 * model.grounding.width
+    assert model.keywords.grounding.proj.out_features > 0 and model.keywords.referent_readout.shape[1] == 2 * model.keywords.grounding.width
 
     best = quick_run / "runs/grounded/best"
     weights_before = (best / "model.safetensors").read_bytes()

@@ -25,11 +25,11 @@ def test_the_comparator_moves_only_yes_against_no_by_the_weighed_scalars():
     torch.manual_seed(0)
     model = MCD(small_config(**EXPERT, expert_comparator=True))
     expert = model.expert
-    mask = model.grounding.scalar_columns().repeat(2)
+    mask = model.keywords.grounding.scalar_columns().repeat(2)
     assert int(mask.sum()) == 2 * len(GROUNDING_SCALARS) and expert.comparator is not None
-    plain = GroundedExpert(model.config.d, model.referent_width, model.config.num_answers, 8)
+    plain = GroundedExpert(model.config.d, model.keywords.referent_width, model.config.num_answers, 8)
     plain.load_state_dict({k: v for k, v in expert.state_dict().items() if not k.startswith("comparator.")})
-    q, ref = torch.randn(6, model.config.d), torch.randn(6, 3, model.referent_width)
+    q, ref = torch.randn(6, model.config.d), torch.randn(6, 3, model.keywords.referent_width)
     with torch.no_grad():
         assert torch.equal(expert(q, ref), plain(q, ref))                 # zero init: the plain expert
         torch.nn.init.normal_(expert.comparator.weight)
@@ -45,7 +45,7 @@ def test_the_comparator_moves_only_yes_against_no_by_the_weighed_scalars():
 
 
 def test_the_comparator_needs_the_expert():
-    with pytest.raises(ConfigError, match="expert_comparator needs grounded_expert"):
+    with pytest.raises(ConfigError, match="grounding.comparator needs grounding.expert"):
         small_config(object_clues=True, object_grounding=True, grounding_classes=5, expert_comparator=True)
 
 
@@ -53,8 +53,8 @@ def comparison_data(model: MCD, n: int, seed: int) -> ExpertInputs:
     """Questions "is keyword 0 louder than keyword 1?" (all one question vector), read-outs random: yes when
     keyword 0's loudness read-out (first reading) is the larger."""
     g = torch.Generator().manual_seed(seed)
-    loud = int(model.grounding.scalar_columns().nonzero()[0])
-    ref = torch.rand(n, 2, model.referent_width, generator=g)
+    loud = int(model.keywords.grounding.scalar_columns().nonzero()[0])
+    ref = torch.rand(n, 2, model.keywords.referent_width, generator=g)
     question = torch.ones(n, model.config.d)
     labels = torch.where(ref[:, 0, loud] > ref[:, 1, loud], YES, NO)
     return ExpertInputs(question, ref, labels)
@@ -66,7 +66,7 @@ def test_refit_learns_a_comparison_and_touches_nothing_else():
     read-outs before its nonlinearity); no other weight of the model moves; the same seed fits the same expert."""
     torch.manual_seed(0)
     model = MCD(small_config(**EXPERT))
-    before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("expert.")}
+    before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("keywords.expert.")}
     train, test = comparison_data(model, 2000, 0), comparison_data(model, 500, 1)
 
     def accuracy(m):
@@ -74,7 +74,7 @@ def test_refit_learns_a_comparison_and_touches_nothing_else():
             return float((m.expert(test.question, test.referents).argmax(-1) == test.labels).float().mean())
 
     losses = refit_expert(model, train, epochs=6, seed=3, comparator=True, progress=False)
-    assert model.config.expert_comparator is True and model.expert.comparator is not None
+    assert model.config.ext.grounding.comparator is True and model.expert.comparator is not None
     assert len(losses) == 6 and losses[-1] < losses[0]
     with_comparator = accuracy(model)
     assert with_comparator > 0.9
@@ -84,7 +84,7 @@ def test_refit_learns_a_comparison_and_touches_nothing_else():
     refit_expert(again, train, epochs=6, seed=3, comparator=True, progress=False)
     assert all(torch.equal(v, again.expert.state_dict()[k]) for k, v in model.expert.state_dict().items())
     refit_expert(again, train, epochs=6, seed=3, comparator=False, progress=False)
-    assert again.expert.comparator is None and again.config.expert_comparator is False
+    assert again.expert.comparator is None and again.config.ext.grounding.comparator is False
     assert accuracy(again) < with_comparator - 0.1       # measured: 0.95 against 0.69
 
 

@@ -102,7 +102,7 @@ def targets_for(cfg: MCDConfig, B: int, K: int, seed: int = 0) -> GroundingTarge
     g = torch.Generator().manual_seed(seed)
     position = torch.randint(0, len(GROUNDING_POSITIONS), (B, K), generator=g)
     position[:, -1] = IGNORE
-    instrument = torch.randint(0, cfg.grounding_classes, (B, K), generator=g).masked_fill(position == IGNORE, IGNORE)
+    instrument = torch.randint(0, cfg.ext.grounding.classes, (B, K), generator=g).masked_fill(position == IGNORE, IGNORE)
     return GroundingTargets(instrument, position, torch.rand(B, K, len(GROUNDING_SCALARS), generator=g),
                             torch.rand(B, K, cfg.T, generator=g), (torch.rand(B, K, generator=g) > 0.5).float())
 
@@ -117,9 +117,9 @@ def test_model_adds_the_grounding_loss_only_with_targets_and_the_flag():
     assert "grounding" not in plain.losses
     out = model(**inputs, grounding=targets_for(cfg, 4, K))
     assert out.losses["grounding"] > 0
-    assert torch.allclose(out.loss, plain.loss + cfg.lambda_grounding * out.losses["grounding"])
+    assert torch.allclose(out.loss, plain.loss + cfg.ext.grounding.loss_weight * out.losses["grounding"])
     out.loss.backward()
-    assert model.grounding.proj.weight.grad.abs().sum() > 0
+    assert model.keywords.grounding.proj.weight.grad.abs().sum() > 0
     with pytest.raises(MCDInputError, match="grounding targets must be"):
         model(**inputs, grounding=targets_for(cfg, 4, K + 1))
 
@@ -158,7 +158,7 @@ def test_grounded_answer_reads_the_head_and_only_the_keywords():
         with torch.no_grad():
             # one instrument's logit, for every object (all five at once would leave their softmax unchanged:
             # the test then passed or failed on float rounding alone, depending on the CPU's kernels)
-            model.grounding.proj.bias[0] += 3.0
+            model.keywords.grounding.proj.bias[0] += 3.0
         assert torch.allclose(model(**inputs).logits, before) is not on
     # objects: keyword, type word, keyword (padded in odd rows). Changing the type word's read-out alone...
     torch.manual_seed(0)
@@ -166,9 +166,9 @@ def test_grounded_answer_reads_the_head_and_only_the_keywords():
     inputs = make_batch(model.config, labels=False)
     with torch.no_grad():
         before = model(**inputs).logits
-        model.referent_readout[1].normal_()                 # slot 1 is the type word in every row
+        model.keywords.referent_readout[1].normal_()                 # slot 1 is the type word in every row
         assert torch.allclose(model(**inputs).logits, before, atol=1e-6)
-        model.referent_readout[2].normal_()                 # slot 2: a real keyword in even rows, padded in odd
+        model.keywords.referent_readout[2].normal_()                 # slot 2: a real keyword in even rows, padded in odd
         after = model(**inputs).logits
     assert not torch.allclose(after[0::2], before[0::2]) and torch.allclose(after[1::2], before[1::2], atol=1e-6)
 
@@ -229,7 +229,7 @@ def test_referent_query_adds_a_second_reading():
     t = targets_for(cfg, 4, inputs["objects"].shape[1])
     out = model(**inputs, grounding=t)
     out.loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.referent_query.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.keywords.referent_query.parameters())
     model.eval()
     with torch.no_grad():
         out = model(**inputs, grounding=t)
@@ -252,7 +252,7 @@ def test_grounded_expert_joins_the_answer_and_learns_apart():
     model = MCD(small_config(**base, grounded_expert=True, expert_weight=1.5))
     plain_weights = dict(plain.named_parameters())
     for name, p in model.named_parameters():
-        assert name.startswith("expert.") or torch.equal(p, plain_weights[name]), name
+        assert name.startswith("keywords.expert.") or torch.equal(p, plain_weights[name]), name
     inputs = make_batch(model.config)
     t = targets_for(model.config, 4, inputs["objects"].shape[1])
     model.eval()
@@ -271,7 +271,7 @@ def test_grounded_expert_joins_the_answer_and_learns_apart():
     model(**inputs, grounding=t).losses["ce_expert"].backward()
     for name, p in model.named_parameters():
         moved = p.grad is not None and bool(p.grad.abs().sum() > 0)
-        assert moved == name.startswith("expert."), name
+        assert moved == name.startswith("keywords.expert."), name
 
 
 def test_grounding_flags_build_nothing_without_text_objects():
@@ -280,7 +280,7 @@ def test_grounding_flags_build_nothing_without_text_objects():
     cfg = small_config(object_clues=True, object_grounding=True, grounding_classes=5, referent_query=True,
                        grounded_answer=True, grounded_expert=True, text_objects="none")
     model = MCD(cfg)
-    assert not any(hasattr(model, part) for part in ("grounding", "referent_readout", "expert"))
+    assert model.keywords is None and model.expert is None
     out = model(**make_batch(cfg))
     assert out.expert_logits is None and "ce_expert" not in out.losses and not out.referents
 
@@ -288,7 +288,7 @@ def test_grounding_flags_build_nothing_without_text_objects():
 def head_outputs(model: MCD, inputs: dict) -> list[tuple[torch.Tensor, ...]]:
     """The grounding head's raw output for each of its calls in one forward (one per reading)."""
     seen = []
-    hook = model.grounding.register_forward_hook(lambda m, args, out: seen.append(out))
+    hook = model.keywords.grounding.register_forward_hook(lambda m, args, out: seen.append(out))
     try:
         model(**{k: v for k, v in inputs.items() if k != "labels"})
     finally:
@@ -299,10 +299,11 @@ def head_outputs(model: MCD, inputs: dict) -> list[tuple[torch.Tensor, ...]]:
 def test_config_needs_object_clues_and_classes():
     with pytest.raises(ConfigError, match="needs object_clues"):
         small_config(object_grounding=True, grounding_classes=3)
-    with pytest.raises(ConfigError, match="grounding_classes"):
+    with pytest.raises(ConfigError, match="grounding.classes"):
         small_config(object_clues=True, object_grounding=True)
-    for flag in ("grounded_answer", "referent_query", "grounded_expert"):
-        with pytest.raises(ConfigError, match=f"{flag} needs object_grounding"):
+    for flag, name in (("grounded_answer", "grounded_answer"), ("referent_query", "referent_query"),
+                       ("grounded_expert", "expert")):
+        with pytest.raises(ConfigError, match=f"grounding.{name} needs grounding.enabled"):
             small_config(object_clues=True, **{flag: True})
 
 
@@ -351,8 +352,8 @@ def test_answers_carry_what_each_keyword_points_at():
     seg = torch.tensor([[0.9, 0.2, 0.6, 0.1], [0.0, 0.0, 0.0, 0.0]])
     got = describe_referents(["middle", "drum"], {"instrument": inst.numpy(), "position": pos.numpy(),
                                                   "sounds": torch.tensor([0.8, 0.1]).numpy(), "segments": seg.numpy(),
-                                                  "scalars": torch.zeros(2, 4).numpy()})
+                                                  "scalars": torch.zeros(2, 4).numpy()}, GROUNDING_INSTRUMENTS)
     assert [got["middle"]["instrument"], got["middle"]["position"], got["drum"]["position"]] == \
         ["flute", "middle", "absent"]
     assert got["middle"]["position_p"] == pytest.approx(0.7) and got["drum"]["sounds_p"] == pytest.approx(0.1)
-    assert describe_referents(["left"], {}) == {}
+    assert describe_referents(["left"], {}, GROUNDING_INSTRUMENTS) == {}

@@ -25,7 +25,8 @@ def one_thread():
 
 
 def small_config(**overrides) -> MCDConfig:
-    return MCDConfig(**{**SMALL, **overrides})
+    """A small config; extension switches may be given flat (`clue_gate=True`): from_dict nests them."""
+    return MCDConfig.from_dict({**SMALL, **overrides})
 
 
 def make_batch(cfg: MCDConfig, B: int = 4, L: int = 5, K: int = 3, seed: int = 0, labels: bool = True):
@@ -89,7 +90,7 @@ def test_objects_are_optional():
 
 
 # --- padding and masking -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("overrides", [{}, {"question_blocks": 2, "clue_gate": True, "hops": 2, "object_clues": True}],
+@pytest.mark.parametrize("overrides", [{}, {"clue_gate": True, "object_clues": True, "object_readout": True}],
                          ids=["design", "extended"])
 def test_padding_changes_nothing(overrides):
     """Extra masked question tokens and masked objects, filled with garbage, leave every output unchanged
@@ -397,11 +398,10 @@ ABLATIONS = [
     {"shared_aggregator": False}, {"kd_mode": "mutual"}, {"kd_mode": "cos"}, {"kd_mode": "nce"},
     {"lambda_kd": 0.0}, {"decision_fusion": True}, {"teacher_logit_kd": True},
     {"use_visual": False}, {"use_audio": False}, {"question_only": True}, {"dropout": 0.2},
-    {"clue_gate": True}, {"question_blocks": 1}, {"question_blocks": 2, "clue_gate": True, "hints": False},
-    {"hops": 2}, {"hops": 3, "shared_aggregator": False}, {"hops": 2, "hierarchy": "high", "text_objects": "none"},
+    {"clue_gate": True}, {"clue_gate": True, "hints": False},
     {"object_clues": True}, {"object_clues": True, "clue_gate": True, "hierarchy": "low"},
-    {"object_clues": True, "text_objects": "none"}, {"object_clues": True, "object_readout": True, "hops": 2},
-    {"sounding_patches": True}, {"sounding_patches": True, "hierarchy": "low", "use_audio": False},
+    {"object_clues": True, "text_objects": "none"}, {"object_clues": True, "object_readout": True},
+    {"object_clues": True, "object_readout": True, "shared_aggregator": False},
 ]
 
 
@@ -446,57 +446,6 @@ def test_clue_gate_multiplies_what_each_token_gathered():
     with torch.no_grad():
         gated.aggregator.gate[1].bias[:4] = 1.0
     assert not torch.allclose(run(gated, batch).logits, run(gated, other).logits)
-
-
-def test_question_blocks_mix_tokens_and_only_real_ones():
-    """Without question blocks a token's f̂_q depends on that token alone; with them, changing one real token
-    changes the others' (the comparison needs that), while padded tokens still change nothing."""
-    cfg = small_config(question_blocks=1)
-    model = MCD(cfg).eval()
-    seen = {}
-    model.question_blocks.register_forward_hook(lambda m, args, out: seen.__setitem__("out", out))
-    batch = make_batch(cfg, B=1, L=4)
-    run(model, batch)
-    before = seen["out"].clone()
-    batch["question"][0, 0] += 1.0
-    run(model, batch)
-    assert not torch.allclose(seen["out"][0, 1:], before[0, 1:])
-
-
-def spatial_attention_before_and_after_new_audio(**overrides):
-    """(model, visual_low clue, visual_low clue after the audio alone changed), with no association blocks, so
-    the audio can reach the spatial attention only through what `overrides` switches on."""
-    torch.manual_seed(0)
-    cfg = small_config(n_blocks=0, **overrides)
-    model = MCD(cfg).eval()
-    batch = make_batch(cfg, B=2)
-    before = run(model, batch).clues["visual_low"]
-    batch["audio"] = batch["audio"] + 3 * torch.randn_like(batch["audio"])
-    return model, before, run(model, batch).clues["visual_low"]
-
-
-def test_second_hop_reads_the_clip_with_what_the_first_gathered():
-    """With hops=2 the second round's queries are the first round's f̂_q: changing only the audio changes what
-    the second round's *visual* attention looks at. With one round, visual attention ignores the audio."""
-    for hops, moves in ((1, False), (2, True)):
-        _, before, after = spatial_attention_before_and_after_new_audio(hops=hops)
-        assert torch.allclose(before, after, atol=1e-6) is not moves
-        torch.testing.assert_close(after.sum(dim=(1, 2)), torch.ones(2))
-
-
-def test_sounding_patches_let_the_sound_steer_where_the_question_looks():
-    """Without sounding patches (and no association) the patch tokens are vision only: changing the audio leaves
-    the spatial attention unchanged. With them, each patch carries its product with its own segment's audio, so
-    the same question looks elsewhere when the sound changes, and a patch's token moves only with its segment's
-    audio."""
-    for sounding, moves in ((False, False), (True, True)):
-        model, before, after = spatial_attention_before_and_after_new_audio(sounding_patches=sounding)
-        assert torch.allclose(before, after, atol=1e-6) is not moves
-    patches, audio = torch.randn(1, 4, 3, 32), torch.randn(1, 4, 32)
-    ref = model.sounding(patches, audio)
-    audio[:, 2] += 1.0
-    moved = (model.sounding(patches, audio) - ref).abs().amax(dim=(0, 2, 3))
-    assert moved[2] > 0 and moved[[0, 1, 3]].max() == 0
 
 
 def test_object_clues_bind_slot_order_and_the_clip():
@@ -575,6 +524,22 @@ def test_config_json_round_trip(tmp_path):
     assert {f.name for f in dataclasses.fields(MCDConfig)} == set(cfg.to_dict())
 
 
+def test_flat_extension_switches_of_format1_configs_are_nested():
+    """Format-1 checkpoints and older recipes hold extension switches at the top level; reading them gives the
+    nested config, which round-trips, and an extension left on by a removed switch cannot be read silently."""
+    flat = {"d": 32, "n_heads": 4, "clue_gate": True, "object_clues": True, "object_grounding": True,
+            "grounding_classes": 3, "grounded_expert": True, "expert_type_weights": {"Audio/Counting": 0.5},
+            "hops": 1, "question_blocks": 0, "sounding_patches": False}
+    cfg = MCDConfig.from_dict(flat)
+    assert cfg.extensions.clue_gate and cfg.extensions.object_clues and not cfg.extensions.object_readout
+    g = cfg.extensions.grounding
+    assert (g.enabled, g.classes, g.expert, g.expert_type_weights) == (True, 3, True, {"Audio/Counting": 0.5})
+    assert MCDConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert cfg.extensions.any and not MCDConfig().extensions.any
+    with pytest.raises(ConfigError, match="sounding_patches=True is no longer supported"):
+        MCDConfig.from_dict({"sounding_patches": True})
+
+
 @pytest.mark.parametrize("data,message", [
     ({"d": 256, "hiden": 3}, "unknown MCDConfig key.*hiden"),
     ({"d": "256"}, "d must be int"),
@@ -585,10 +550,12 @@ def test_config_json_round_trip(tmp_path):
     ({"text_objects": "all"}, "text_objects must be one of"),
     ({"dropout": 1.0}, "dropout must be in"),
     ({"T": 0}, "T must be >= 1"),
-    ({"hops": 0}, "hops must be >= 1"),
-    ({"question_blocks": -1}, "question_blocks must be >= 0"),
+    ({"hops": 2}, "hops=2 is no longer supported"),
+    ({"question_blocks": 1}, "question_blocks=1 is no longer supported"),
     ({"object_readout": True}, "object_readout needs object_clues"),
-    ({"sounding_patches": True, "hierarchy": "high"}, "sounding_patches needs the low level"),
+    ({"extensions": {"object_readout": True}}, "object_readout needs object_clues"),
+    ({"extensions": {"grounding": {"expert": True}}}, "grounding.expert needs grounding.enabled"),
+    ({"extensions": {"gate": True}}, "unknown ExtensionConfig key.*gate"),
 ])
 def test_config_rejects_bad_values(data, message):
     with pytest.raises(ConfigError, match=message):

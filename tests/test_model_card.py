@@ -34,11 +34,14 @@ def test_bar_note_when_met_and_card_carries_it():
 
 def test_extensions_note_names_what_the_recipe_switches_on():
     from mcd.training.model_card import extensions_note
-    assert extensions_note({"d": 128}) == "The network is DESIGN §3 as written."
-    assert extensions_note({"hops": 1, "question_blocks": 0, "clue_gate": False}) == "The network is DESIGN §3 as written."
-    note = extensions_note({"clue_gate": True, "object_readout": True, "hops": 2})
-    assert "`clue_gate`" in note and "`object_readout`" in note and "`hops`" in note
-    assert "object_clues" not in note and "question_blocks" not in note
+    alone = "The network is the paper's MCD alone (no extensions)."
+    assert extensions_note({"d": 128}) == alone
+    assert extensions_note({"hops": 1, "question_blocks": 0, "clue_gate": False}) == alone
+    note = extensions_note({"extensions": {"clue_gate": True, "object_clues": True, "object_readout": True}})
+    assert "`clue_gate`" in note and "`object_readout`" in note and "synthetic generator" not in note
+    scene = extensions_note({"extensions": {"object_clues": True, "grounding": {"enabled": True, "expert": True}}})
+    assert "`grounding.enabled`" in scene and "`grounding.expert`" in scene and "synthetic generator" in scene
+    assert scene.index("`object_clues`") < scene.index("synthetic generator") < scene.index("`grounding.enabled`")
 
 
 def test_card_names_the_calibrated_expert_weights_only_when_there_are_some():

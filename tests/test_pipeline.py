@@ -142,7 +142,7 @@ def test_each_question_gets_its_types_expert_weight(pipe):
 
     from mcd.task.questions import type_index
     model = pipe.model
-    weights = model.config.expert_type_weights
+    weights = model.config.ext.grounding.expert_type_weights
     assert weights, "the shipped checkpoint is calibrated (mcd reproduce runs mcd calibrate)"
     seen = []
     hook = model.register_forward_hook(lambda m, args, kwargs, out: seen.append((kwargs, out)), with_kwargs=True)
@@ -157,5 +157,5 @@ def test_each_question_gets_its_types_expert_weight(pipe):
         uniform = model(**{**kwargs, "question_type": None}).logits
     for i, r in enumerate(results):
         np.testing.assert_allclose(r.student_probs, out.logits[i].softmax(-1).numpy(), atol=1e-6)
-        same = weights.get(r.type, model.config.expert_weight) == model.config.expert_weight
+        same = weights.get(r.type, model.config.ext.grounding.expert_weight) == model.config.ext.grounding.expert_weight
         assert torch.allclose(out.logits[i], uniform[i]) == same, r.type

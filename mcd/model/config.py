@@ -305,6 +305,11 @@ def migrate_flat_extensions(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def grounding_section(model: dict[str, Any]) -> dict[str, Any]:
+    """The `extensions.grounding` part of a (nested or format-1 flat) model config dict, {} when absent."""
+    return migrate_flat_extensions(model).get("extensions", {}).get("grounding", {})
+
+
 def _refuse_unknown(cls: type, data: dict[str, Any]) -> None:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)

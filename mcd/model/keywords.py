@@ -68,8 +68,7 @@ class KeywordExtensions(nn.Module):
             if g.grounded_answer:
                 w = self.referent_width
                 self.referent_readout = nn.Parameter(torch.randn(MAX_OBJECT_SLOTS, w, d) / math.sqrt(w))
-            if g.expert:
-                self.expert = self.build_expert(g.comparator)
+        # the expert (g.expert) is attached by MCD after every other module, so the rest starts as without it
 
     # -- construction helpers ---------------------------------------------------------------------------------
     @property

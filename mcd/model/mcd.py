@@ -109,6 +109,11 @@ class MCD(nn.Module):
             # the expert is built last, so every other weight starts as it would without it
             self.keywords.expert = self.keywords.build_expert(ext.grounding.comparator)
 
+    @property
+    def expert(self) -> nn.Module | None:
+        """The grounded expert (an extension: mcd.model.keywords), or None when the config has none."""
+        return getattr(self.keywords, "expert", None)
+
     # ------------------------------------------------------------------------------------------------
     def forward(self, visual: torch.Tensor, audio: torch.Tensor, question: torch.Tensor,
                 question_mask: torch.Tensor | None = None, objects: torch.Tensor | None = None,

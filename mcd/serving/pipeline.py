@@ -20,12 +20,11 @@ import torch
 from mcd import media
 from mcd.serving import ood
 from mcd.model.checkpoint import load_checkpoint
-from mcd.synth.grounding import GROUNDING_INSTRUMENTS
 from mcd.data.text_bank import TextBank, object_phrases
 from mcd.encoders.encoder_set import EncoderSet
 from mcd.model.grounding import GROUNDING_POSITIONS
 from mcd.task.questions import LEXICON, TEMPLATES, EmptyQuestionError, parse, type_index
-from mcd.task.vocab import ANSWERS
+from mcd.task.vocab import ANSWERS, FORMAT1_SYNTH_INSTRUMENTS
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "mcd-synth"
 MAX_QUESTIONS = 20
@@ -98,15 +97,28 @@ class QuestionResult:
 
 @dataclass
 class AnswerSet:
+    """One request's result. `to_json()` is the one answer contract (docs/contracts.md): `mcd predict`, the demo's
+    JSON panel and its API events all emit exactly it."""
+
     clip: ClipFeatures
     results: list[QuestionResult]
     timings: dict = field(default_factory=dict)
+    checkpoint: str = ""
+    ood_threshold: float | None = None
+    video: str = ""
 
-    def clip_summary(self, ood_threshold: float | None) -> dict:
+    def clip_summary(self, ood_threshold: float | None = None) -> dict:
+        threshold = self.ood_threshold if ood_threshold is None else ood_threshold
         c = self.clip.clip
         return {"duration_s": round(c.duration, 2), "T": c.T, "has_audio": c.has_audio,
                 "width": c.width, "height": c.height, "ood_score": round(self.clip.ood_score, 3),
-                "out_of_domain": bool(ood_threshold is not None and self.clip.ood_score > ood_threshold)}
+                "out_of_domain": bool(threshold is not None and self.clip.ood_score > threshold)}
+
+    def to_json(self) -> dict:
+        """The answer contract: the clip summary and one entry per question (JSON-ready; no arrays, no images)."""
+        timestamps = self.clip.clip.timestamps
+        return {"video": self.video, "checkpoint": self.checkpoint, "clip": self.clip_summary(),
+                "answers": [r.summary(timestamps) for r in self.results]}
 
 
 def phrase_vocabulary() -> list[str]:
@@ -129,11 +141,13 @@ class QuestionText:
     phrases: list[list[str]]      # each question's text objects, in order
 
 
-def describe_referents(keywords: Sequence[str], read: dict[str, np.ndarray]) -> dict[str, dict]:
+def describe_referents(keywords: Sequence[str], read: dict[str, np.ndarray],
+                       classes: Sequence[str]) -> dict[str, dict]:
     """keyword -> what the grounding head says it points at: the likeliest instrument and position with their
     probabilities, the probability that it sounds, and per segment the probability that it sounds then.
 
-    `read` holds one question's GroundingHead.read arrays ([K,...]); keywords are the first objects, in order.
+    `read` holds one question's GroundingHead.read arrays ([K,...]); keywords are the first objects, in order;
+    `classes` names the head's instrument classes in order.
     Empty for checkpoints trained without object_grounding.
     """
     if not read:
@@ -141,7 +155,7 @@ def describe_referents(keywords: Sequence[str], read: dict[str, np.ndarray]) -> 
     out = {}
     for j, word in enumerate(keywords):
         inst, pos = read["instrument"][j], read["position"][j]
-        out[word] = {"instrument": GROUNDING_INSTRUMENTS[int(inst.argmax())], "instrument_p": float(inst.max()),
+        out[word] = {"instrument": classes[int(inst.argmax())], "instrument_p": float(inst.max()),
                      "position": GROUNDING_POSITIONS[int(pos.argmax())], "position_p": float(pos.max()),
                      "sounds_p": float(read["sounds"][j]), "segments": read["segments"][j]}
     return out
@@ -178,6 +192,9 @@ class Pipeline:
         self.encoders = EncoderSet.from_specs(self.config["encoders"], loaded.extra_tensors)
         self.T = int(self.config.get("T", self.model.config.T))
         self.ood = self.config.get("ood")
+        # the instruments the model was trained on (format-1 checkpoints predate the entry: the first world's)
+        self.instruments = tuple(self.config.get("instruments", FORMAT1_SYNTH_INSTRUMENTS))
+        self.grounding_instruments = tuple(self.config.get("grounding_instruments", FORMAT1_SYNTH_INSTRUMENTS))
         self.limits = limits or media.MediaLimits()
         self._clips: OrderedDict[str, ClipFeatures] = OrderedDict()
         self._cache_clips = cache_clips
@@ -254,7 +271,8 @@ class Pipeline:
             results = self.answer_features(feats.visual, feats.audio, parsed, text)
         t3 = time.perf_counter()
         timings = {**feats.timings, "features_s": t1 - t0, "text_wait_s": t2 - t1, "model_s": t3 - t2}
-        return AnswerSet(feats, results, timings)
+        return AnswerSet(feats, results, timings, checkpoint=str(self.checkpoint_dir),
+                         ood_threshold=self.ood_threshold, video=Path(path).name)
 
     def _encode_text(self, parsed: list) -> QuestionText:
         """Questions and text objects as model inputs (runs on the text thread)."""
@@ -299,5 +317,6 @@ class Pipeline:
                 agree=s_best == t_best, js_divergence=js_divergence(student[i], teacher[i]),
                 cos_q_v=float(cos_v[i]), cos_q_a=float(cos_a[i]),
                 student_probs=student[i], teacher_probs=teacher[i], objects=text.phrases[i], clues=q_clues,
-                referents=describe_referents(p.keywords, {k: v[i] for k, v in referents.items()})))
+                referents=describe_referents(p.keywords, {k: v[i] for k, v in referents.items()},
+                                             self.grounding_instruments)))
         return results

@@ -1,7 +1,8 @@
 """`mcd predict --checkpoint DIR --video FILE --question Q [--question Q ...]`: answers as JSON.
 
-One JSON object: the clip summary and, per question, answer, confidence, top-5, teacher answer, agreement, type,
-keywords and a clue summary (the most attended seconds). The same code path as the demo (mcd.serving.pipeline).
+One JSON object, the answer contract (`AnswerSet.to_json`, docs/contracts.md): the clip summary and, per question,
+answer, confidence, top-5, teacher answer, agreement, type, keywords and a clue summary. The demo's JSON panel and
+its API events emit the same object.
 """
 from __future__ import annotations
 
@@ -39,11 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from exc
     except media.MediaError as exc:
         raise CLIError(exc.user_message) from exc
-    timestamps = answers.clip.clip.timestamps
-    payload = {"video": str(args.video), "checkpoint": str(args.checkpoint),
-               "clip": answers.clip_summary(pipe.ood_threshold),
-               "answers": [r.summary(timestamps) for r in answers.results]}
-    text = json.dumps(payload, indent=2)
+    text = json.dumps(answers.to_json(), indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")

@@ -22,6 +22,12 @@ INSTRUMENTS: tuple[str, ...] = (
     "xylophone", "tuba", "suona",
 )
 
+#: The instruments of the first synthetic world, in the grounding head's class order: what checkpoints that
+#: predate the "instruments" entry of config.json (format 1) were trained on.
+FORMAT1_SYNTH_INSTRUMENTS: tuple[str, ...] = (
+    "violin", "acoustic_guitar", "piano", "trumpet", "saxophone", "drum", "accordion", "banjo", "congas", "flute",
+)
+
 #: Number words as MUSIC-AVQA spells counting answers, by value.
 NUMBER_WORDS: tuple[str, ...] = (
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "more than ten",

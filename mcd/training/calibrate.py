@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+
+from mcd.model.config import grounding_section
 from typing import Iterable
 
 import torch
@@ -56,8 +58,8 @@ class ExpertScores:
 @torch.no_grad()
 def expert_scores(model, batches: Iterable) -> ExpertScores:
     """Run `model` (with grounded_expert) over labelled batches and keep both answerers' log-probabilities."""
-    if getattr(model, "expert", None) is None:
-        raise CalibrationError("the checkpoint has no grounded expert (model.grounded_expert is off or it has no "
+    if model.expert is None:
+        raise CalibrationError("the checkpoint has no grounded expert (extensions.grounding.expert is off or it has no "
                                "grounding head): there is no weight to calibrate")
     was_training = model.training
     model.eval()
@@ -70,7 +72,7 @@ def expert_scores(model, batches: Iterable) -> ExpertScores:
         e = out.expert_logits.float().log_softmax(-1)
         # out.logits = log p_student + expert_weight · log p_expert, so the student's own log-probabilities are
         # the difference (up to float rounding; argmax ties at 1e-6 do not happen in practice)
-        student.append((out.logits.float() - model.config.expert_weight * e).log_softmax(-1))
+        student.append((out.logits.float() - model.config.ext.grounding.expert_weight * e).log_softmax(-1))
         expert.append(e)
         labels.append(batch.labels)
         types.append(batch.question_type if batch.question_type is not None
@@ -110,7 +112,7 @@ def type_table(scores: ExpertScores, default: float, chosen: dict[str, float]) -
 
 
 def per_question_weights(scores: ExpertScores, default: float, chosen: dict[str, float]) -> torch.Tensor:
-    """[N] the weight each question gets under `chosen` (the model's own lookup, see MCD._expert_weights)."""
+    """[N] the weight each question gets under `chosen` (the model's own lookup, see KeywordExtensions.expert_weights)."""
     return torch.tensor(per_type_table(chosen, default))[scores.types]
 
 
@@ -143,20 +145,20 @@ def calibrate_checkpoint(checkpoint: str | Path, recipe, batch_size: int = 128,
     if refit_epochs:   # a checkpoint without an expert: collect_expert_inputs says so before any forward
         train = QADataset(records[recipe.data.train_split], load_features, bank)
         inputs = collect_expert_inputs(model, train.loader(batch_size, shuffle=False))
-        comparator = bool(recipe.model.get("expert_comparator", model.config.expert_comparator))
+        comparator = bool(grounding_section(recipe.model).get("comparator", model.config.ext.grounding.comparator))
         losses = refit_expert(model, inputs, refit_epochs, seed=recipe.train.seed, comparator=comparator)
         refit = {"epochs": refit_epochs, "train_questions": len(inputs), "comparator": comparator,
                  "final_loss": round(losses[-1], 4)}
     val = QADataset(records[split], load_features, bank)
     scores = expert_scores(model, val.loader(batch_size, shuffle=False))
-    default = model.config.expert_weight
+    default = model.config.ext.grounding.expert_weight
     chosen = choose_type_weights(scores, default, min_questions=min_questions)
     n = len(scores.labels)
     result = {"expert_type_weights": chosen,
               "val_acc": int(scores.correct(default).sum()) / n,
               "calibrated_val_acc": int(scores.correct(per_question_weights(scores, default, chosen)).sum()) / n,
               "table": type_table(scores, default, chosen)}
-    model.config.expert_type_weights = chosen
+    model.config.ext.grounding.expert_type_weights = chosen
     model.config.validate()
     metrics = dict(loaded.metrics or {})
     metrics["val"] = {**metrics.get("val", {}), "calibrated_acc": result["calibrated_val_acc"],

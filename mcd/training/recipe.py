@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from mcd.model.config import ConfigError, migrate_flat_extensions
+
 
 class RecipeError(ValueError):
     """A recipe file that is missing, not JSON, or has fields we do not know."""
@@ -68,7 +70,7 @@ class Recipe:
     synth: SynthSection = field(default_factory=SynthSection)
     encoders: str = "runs/encoders"     # `mcd pretrain-encoders` folder (or a checkpoint) with the frozen encoders
     pretrain: dict = field(default_factory=dict)  # `mcd pretrain-encoders` options for reproduce (e.g. visual_steps)
-    model: dict = field(default_factory=dict)   # MCDConfig overrides (feature dims come from the encoders)
+    model: dict = field(default_factory=dict)   # MCDConfig overrides (feature dims come from the encoders), nested
     train: TrainSection = field(default_factory=TrainSection)
     out: str = "runs/unnamed"
 
@@ -87,6 +89,13 @@ class Recipe:
                     raise RecipeError(f"recipe section {k!r} must be an object, got {type(v).__name__}")
                 _check_keys(v, sections[k], f"recipe section {k!r}")
                 kwargs[k] = sections[k](**v)
+            elif k == "model":
+                if not isinstance(v, dict):
+                    raise RecipeError(f"recipe section 'model' must be an object, got {type(v).__name__}")
+                try:
+                    kwargs[k] = migrate_flat_extensions(v)   # older recipes: extension switches at the top
+                except ConfigError as exc:
+                    raise RecipeError(f"recipe section 'model': {exc}") from None
             else:
                 kwargs[k] = v
         return cls(**kwargs)

@@ -40,11 +40,11 @@ class ExpertInputs:
 @torch.no_grad()
 def collect_expert_inputs(model, batches: Iterable) -> ExpertInputs:
     """Run `model` in eval mode over labelled batches and keep the expert's inputs (a forward hook on it)."""
-    if getattr(model, "expert", None) is None:
-        raise ExpertRefitError("the model has no grounded expert (grounded_expert is off or it has no grounding "
+    if model.expert is None:
+        raise ExpertRefitError("the model has no grounded expert (extensions.grounding.expert is off or it has no grounding "
                                "head): there is nothing to refit")
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-    hook = model.expert.register_forward_hook(lambda module, args, out: seen.append((args[0], args[1])))
+    hook = model.keywords.expert.register_forward_hook(lambda module, args, out: seen.append((args[0], args[1])))
     was_training = model.training
     model.eval()
     questions, referents, labels = [], [], []
@@ -75,19 +75,19 @@ def refit_expert(model, data: ExpertInputs, epochs: int, seed: int = 0, comparat
     """Replace `model.expert` by a fresh one (with the comparator if `comparator`, default: the config's) trained
     for `epochs` passes over `data` with Adam; deterministic in `seed`. Sets `model.config.expert_comparator` to
     match. Returns the mean loss of each epoch."""
-    if getattr(model, "expert", None) is None:
+    if model.expert is None:
         raise ExpertRefitError("the model has no grounded expert: there is nothing to refit")
     if epochs < 1:
         raise ExpertRefitError(f"refitting the expert needs at least 1 epoch, got {epochs}")
-    old = model.expert
-    comparator = model.config.expert_comparator if comparator is None else bool(comparator)
+    old = model.keywords.expert
+    comparator = model.config.ext.grounding.comparator if comparator is None else bool(comparator)
     width, d = old.slot_maps.shape[1], old.slot_maps.shape[2]
     if tuple(data.referents.shape[2:]) != (width,) or data.question.shape[1] != d:
         raise ExpertRefitError(f"expert inputs of width {tuple(data.referents.shape[2:])} and question size "
                                f"{data.question.shape[1]} do not fit the expert ({width}, {d})")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        expert = model.build_expert(comparator)
+        expert = model.keywords.build_expert(comparator)
     expert.to(old.slot_maps.device)
     opt = torch.optim.Adam(expert.parameters(), lr=lr, weight_decay=weight_decay)
     order = torch.Generator().manual_seed(seed)
@@ -103,6 +103,6 @@ def refit_expert(model, data: ExpertInputs, epochs: int, seed: int = 0, comparat
             total, n = total + loss.item() * len(idx), n + len(idx)
         losses.append(total / n)
     expert.eval()
-    model.expert = expert
-    model.config.expert_comparator = comparator
+    model.keywords.expert = expert
+    model.config.ext.grounding.comparator = comparator
     return losses

@@ -13,6 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
+from mcd.model.config import grounding_section
+
 
 EXTRACT_T = 10   # segments per clip: the `mcd extract` default, which the synth recipes train with
 
@@ -70,7 +72,7 @@ def _training_finished(out: Path, epochs: int, patience: int | None) -> bool:
 def _calibrated(best: Path) -> bool:
     """True when the checkpoint already carries per-type expert weights (`mcd calibrate` ran on this best)."""
     try:
-        return bool(json.loads((best / "config.json").read_text())["model"].get("expert_type_weights"))
+        return bool(grounding_section(json.loads((best / "config.json").read_text())["model"]).get("expert_type_weights"))
     except (OSError, ValueError, KeyError):
         return False
 
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
            done=_features_ready(root, recipe.encoders, recipe.data.features))
     _stage("train", ["train", "--config", args.config, "--quiet", "--resume"], seconds,
            done=_training_finished(out, recipe.train.epochs, recipe.train.patience))
-    if recipe.model.get("grounded_expert"):
+    if grounding_section(recipe.model).get("expert"):
         _stage("calibrate", ["calibrate", "--config", args.config], seconds, done=_calibrated(out / "best"))
     report_path = out / "fresh-test-report.json"
     _stage("evaluate", ["evaluate", "--checkpoint", str(out / "best"), "--data", str(fresh), "--split", "test",

@@ -13,6 +13,8 @@ makes an epoch of the shipped recipe about a fifth faster (`README.md`, must-sho
 """
 from __future__ import annotations
 
+import copy
+
 import argparse
 import contextlib
 import json
@@ -30,7 +32,8 @@ import torch
 from tqdm import tqdm
 
 from mcd.serving import ood
-from mcd.model.config import MCDConfig
+from mcd.model.config import MCDConfig, grounding_section
+from mcd.task.vocab import INSTRUMENTS
 from mcd.data.dataset import QADataset, record_objects
 from mcd.data.features import FeatureCache
 from mcd.synth.grounding import GROUNDING_INSTRUMENTS, GroundingError, SceneGrounding
@@ -119,23 +122,37 @@ def build_data(recipe: Recipe, text_encoder, splits: tuple[str, ...]):
     return records, loader, bank
 
 
-def grounding_fields(model: dict) -> dict:
-    """The grounding head's class count, when a recipe's `model` section switches object_grounding on."""
-    return {"grounding_classes": len(GROUNDING_INSTRUMENTS)} if model.get("object_grounding") else {}
+def model_config(model: dict, dims: dict) -> MCDConfig:
+    """A recipe's `model` section with the feature dims of the encoders, and the grounding head's class count
+    when the section switches keyword grounding on (the instruments it names come from the data)."""
+    data = copy.deepcopy(model)
+    if grounding_section(model).get("enabled"):
+        data["extensions"]["grounding"].setdefault("classes", len(GROUNDING_INSTRUMENTS))
+    return MCDConfig.from_dict({**data, **dims})
+
+
+def known_instruments(records, grounding) -> dict:
+    """What the checkpoint records about instruments: those its training questions named or answered (the
+    demo refuses questions about any other), and the grounding head's classes in head order when it has one."""
+    seen = {w for r in records for w in (*r.keywords, r.answer)}
+    out = {"instruments": [i for i in INSTRUMENTS if i in seen]}
+    if grounding is not None:
+        out["grounding_instruments"] = list(GROUNDING_INSTRUMENTS)
+    return out
 
 
 def scene_grounding(recipe: Recipe, T: int) -> SceneGrounding | None:
-    """The scene graphs that teach keywords their referents (model.object_grounding), else None. T: segments
-    per clip of the features (`feature_dims`)."""
-    if not recipe.model.get("object_grounding"):
+    """The scene graphs that teach keywords their referents (model.extensions.grounding.enabled), else None.
+    T: segments per clip of the features (`feature_dims`)."""
+    if not grounding_section(recipe.model).get("enabled"):
         return None
     if recipe.train.mirror:
-        raise RecipeError("model.object_grounding and train.mirror cannot be combined: the scene graphs "
+        raise RecipeError("model.extensions.grounding and train.mirror cannot be combined: the scene graphs "
                           "describe the clips unmirrored")
     try:
         return SceneGrounding.from_benchmark(recipe.data.root, T)
     except GroundingError as exc:
-        raise RecipeError(f"model.object_grounding: {exc}") from None
+        raise RecipeError(f"model.extensions.grounding: {exc}") from None
 
 
 def feature_dims(load_features, video_id: str, text_dim: int) -> dict:
@@ -183,7 +200,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
     val_set = QADataset(records[recipe.data.val_split], load_features, bank)
     val_answers = {r.question_id: r.answer for r in val_set.records}
 
-    config = MCDConfig.from_dict({**grounding_fields(recipe.model), **recipe.model, **dims})
+    config = model_config(recipe.model, dims)
     if cfg.mirror:
         try:
             grid_side(config.P)
@@ -294,6 +311,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
                     with evaluated_weights(model, average):
                         save_checkpoint(out / "best", model,
                                         extra_config={"encoders": encoders.specs(), "T": config.T, "ood": ood_stats,
+                                                      **known_instruments(train_set.records, grounding),
                                                       "provenance": {"recipe": recipe.to_dict(), "epoch": epoch + 1,
                                                                      "val_acc": val_acc, "head": cfg.head}},
                                         extra_tensors=encoders.state_tensors(),
