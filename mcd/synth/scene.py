@@ -39,7 +39,8 @@ GLYPH_ASPECT: dict[str, dict[str, float]] = {
 }
 SLOT_X = {"left": 42, "middle": 112, "right": 182}   # slot centres in a 224-pixel frame at zoom 1
 ZOOM_RANGE = (1.0, 1.12)                             # camera zoom about the frame centre (world v2 styles)
-OFFSCREEN_P = {"v1": 0.25, "v2": 0.35}               # chance of an off-screen instrument (v2: 22 instruments)
+OFFSCREEN_P = {"v1": 0.25, "v2": 0.4}                # chance of an off-screen instrument (v2: 22 instruments)
+HEARD_ONLY_P = 0.75    # v2: chance that the off-screen instrument is one without a glyph (so they get asked about)
 
 
 class SceneError(ValueError):
@@ -350,6 +351,9 @@ def sample_scene(seed: int, index: int, split: str = "train", style: str = "defa
     offscreen = None
     if rng.random() < OFFSCREEN_P["v1" if audible == SYNTH_INSTRUMENTS else "v2"]:
         hidden = [i for i in audible if i not in instruments]
+        heard_only = [i for i in hidden if i not in VISIBLE_INSTRUMENTS]
+        if heard_only and rng.random() < HEARD_ONLY_P:
+            hidden = heard_only
         offscreen = _sample_source(rng, hidden[int(rng.integers(len(hidden)))], allow_silent=False)
     if offscreen is None and not any(s.sounds for s in sources):
         sources[int(rng.integers(n))].intervals = [(0.0, DURATION)]
