@@ -1,4 +1,4 @@
-"""Is the audio really the soundfont's? A linear probe on log-mel features, trained on one sound bank, tested on another.
+"""Is the audio really the soundfont's? A linear probe on log-mel features, trained on one bank, tested on another.
 
     PYTHONPATH=. .venv/bin/python bench/synth_probe.py [--train-clips 24] [--test-clips 12] [--seconds 4]
 

@@ -78,7 +78,8 @@ def stage_breakdown(n: int, seed: int, out: Path, style: str, bank: str | None) 
         t_sound += t2 - t1
         t_encode += t3 - t2
     print(f"per-clip CPU seconds, one process, {n} clips: plan {t_plan:.3f}, frames {t_frames / n:.3f}, "
-          f"sound {t_sound / n:.3f}, encode {t_encode / n:.3f}, total {t_plan + (t_frames + t_sound + t_encode) / n:.3f}")
+          f"sound {t_sound / n:.3f}, encode {t_encode / n:.3f}, "
+          f"total {t_plan + (t_frames + t_sound + t_encode) / n:.3f}")
 
 
 def main() -> None:

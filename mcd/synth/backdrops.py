@@ -135,7 +135,8 @@ def textured(kind: str, rng: np.random.Generator, glyph_set: str) -> Image.Image
     lx, ly = float(rng.uniform(0, SIZE)), float(rng.uniform(-40, 90 if kind == "indoor" else 40))
     glow = np.exp(-((xx - lx) ** 2 + (yy - ly) ** 2) / (2 * float(rng.uniform(50, 110)) ** 2))
     warm = np.array([1.0, 0.92, 0.75] if kind == "indoor" else [1.0, 0.97, 0.85], np.float32)
-    out = base * tex[..., None] * (0.85 + 0.1 * rng.uniform()) + 70.0 * float(rng.uniform(0.3, 1.0)) * glow[..., None] * warm
+    light = 70.0 * float(rng.uniform(0.3, 1.0)) * glow[..., None] * warm
+    out = base * tex[..., None] * (0.85 + 0.1 * rng.uniform()) + light
     img = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "RGB")
     return img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 0.9)))).convert("RGBA")
 

@@ -6,13 +6,14 @@ Panning is a mid/side construction, so the mono downmix is exactly the unpanned 
 
 where `mid` is the sum of all sources at their loudness: what world v1 wrote as its mono track, and exactly what
 mcd.media's decoders hand the encoders, since FFmpeg's standard stereo-to-mono matrix (used by decord and PyAV's
-resampler) is (L + R) / sqrt(2) (measured: a decoded v2 clip correlates 0.999 with `mix` at a gain of 1.00). And `side` carries, for each side player, a copy of its
-signal with depth PAN_DEPTH and a frequency-dependent phase. The phase gives the left channel of a left player a
-lead of ITD seconds below ~400 Hz (a time difference, as between two microphones), tapering to none above 2 kHz,
-where the level difference alone carries the direction (20*log10(1.4/0.6) = 7.4 dB). A middle player, the
-off-screen instrument and the voiceover are centred (identical in both channels). A plain inter-channel delay
-was measured and rejected: with only 2 samples of delay the mono downmix of a bright instrument lost up to 3.9 dB
-(comb filtering), which would break the loudness contract the "louder" questions rely on.
+resampler) is (L + R) / sqrt(2) (measured: a decoded v2 clip correlates 0.999 with `mix` at a gain of 1.00).
+`side` carries, for each side player, a copy of its signal with depth PAN_DEPTH and a frequency-dependent phase.
+The phase gives the near channel a lead of ITD seconds below ~400 Hz (a time difference, as between two
+microphones), tapering to none above 2 kHz, where the level difference alone carries the direction
+(20*log10(1.4/0.6) = 7.4 dB). A middle player, the off-screen instrument and the voiceover are centred
+(identical in both channels). A plain inter-channel delay was measured and rejected: with only 2 samples of
+delay the mono downmix of a bright instrument lost up to 3.9 dB (comb filtering), which would break the loudness
+contract the "louder" questions rely on.
 """
 from __future__ import annotations
 
@@ -90,4 +91,5 @@ def mix(scene: Scene) -> np.ndarray:
     return downmix(mix_stereo(scene))
 
 
-__all__ = ["ITD", "MASTER_GAIN", "PAN_DEPTH", "downmix", "mix", "mix_stereo", "scene_tracks", "side_filter", "source_signal"]
+__all__ = ["ITD", "MASTER_GAIN", "PAN_DEPTH", "downmix", "mix", "mix_stereo", "scene_tracks", "side_filter",
+           "source_signal"]

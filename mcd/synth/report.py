@@ -193,7 +193,8 @@ def style_breakdown(rows: list[dict], splits: dict[str, list[dict]]) -> list[str
             c = Counter(style_of[r["video_id"]][key] for r in members)
             parts.append(f"{key} " + "/".join(f"{k} {v}" for k, v in sorted(c.items())))
         heard = Counter(src["instrument"] for r in members
-                        for src in [*r["players"], *([r["offscreen"]] if r.get("offscreen") else [])] if src["intervals"])
+                        for src in [*r["players"], *([r["offscreen"]] if r.get("offscreen") else [])]
+                        if src["intervals"])
         lines.append(f"  {name}: {len(members)} videos; " + "; ".join(parts))
         lines.append(f"    instruments heard ({len(heard)}): " + ", ".join(f"{k} {v}" for k, v in heard.most_common()))
         split_recs = {sp: [r for r in recs if r["video_id"] in ids] for sp, recs in splits.items()}

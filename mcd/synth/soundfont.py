@@ -2,23 +2,25 @@
 
 Two soundfonts, both Debian packages rendered with the `fluidsynth` program (LGPL-2.1+, run as a program):
 
-| bank | soundfont | Debian package | licence | used by |
+| bank | soundfont | Debian package | licence | style |
 |---|---|---|---|---|
-| `fluidr3` | FluidR3_GM.sf2 (Frank Wen) | fluid-soundfont-gm | MIT | the default style |
-| `musescore` | MuseScore_General_Lite.sf3 (S. Christian Collins) | musescore-general-soundfont-small | MIT (parts PD/CC0) | the held-out style only |
+| `fluidr3` | FluidR3_GM.sf2 (Frank Wen) | fluid-soundfont-gm | MIT | default |
+| `musescore` | MuseScore_General_Lite.sf3 (S. C. Collins) | musescore-general-soundfont-small | MIT, parts PD/CC0 | held-out |
 
 Caveat, from the package's own sample-source table: most MuseScore General melodic presets are built on Fluid R3
-*Mono*, i.e. mono versions of the same recordings; the grand piano (AKAI "Splendid Grand", public domain) and the
-trumpet (public-domain samples) are other recordings, and the held-out bank also plays the saxophone with another
-preset (tenor instead of alto). So the held-out bank is "another soundfont" more than "other recordings" for
-most instruments (docs/synth.md says what this means for the held-out measurement).
+*Mono*, i.e. mono versions of the same recordings; the grand piano (AKAI "Splendid Grand", public domain) and a
+few others are other recordings. The held-out bank therefore also differs on purpose: it is rendered with
+fluidsynth's reverb (another room), plays the saxophone as a tenor (not alto) and the drum with the Room kit. It
+measures robustness to another soundfont and room more than to other instruments (docs/synth.md, Limits).
 
 The bank: for every instrument, every note of its range at two velocities, each note held as long as the world
 ever holds it (3 s for sustained instruments, the natural length for plucked/struck ones) and released, rendered
-at 16 kHz (the default bank dry; the held-out bank with fluidsynth's reverb, a room of its own), downmixed to mono, onset-aligned and stored as float16 `.npy` files under
-`$MCD_CACHE_DIR/notebank/<bank>-<soundfont id>-<settings id>/` (default `~/.cache/mcd`; the ids hash the font
-and the rendering settings, so another font version or voice table builds another bank). Built on first use or by `scripts/setup.sh`, with a
-progress bar (`python -m mcd.synth.soundfont --build`). Generation then only slices, fades and adds notes.
+at 16 kHz (the default bank dry; the held-out bank with fluidsynth's reverb, a room of its own), downmixed to
+mono, onset-aligned and stored as float16 `.npy` files under
+`$MCD_CACHE_DIR/notebank/<bank>-<soundfont id>-<settings id>/` (default `~/.cache/mcd`; the ids hash the font and
+the rendering settings, so another font version or voice table builds another bank). Built on first use or by
+`scripts/setup.sh`, with a progress bar (`python -m mcd.synth.soundfont --build`). Generation then only slices,
+fades and adds notes.
 
 Loudness contract (as for the procedural timbres): every note, cut to the length it is played, is normalised to a
 peak 40-ms RMS of 1 before the source's `loudness_gain`, so "louder" in the scene graph is louder in the signal.
