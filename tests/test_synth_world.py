@@ -43,17 +43,22 @@ def _glyphs_ok() -> bool:
 
 
 def _banks_ok() -> bool:
-    from mcd.synth.soundfont import ensure_bank, fluidsynth_program, font_path
+    from mcd.synth.soundfont import fluidsynth_program, font_path
 
-    if not all(_has(f) for f in (fluidsynth_program, lambda: font_path("fluidr3"), lambda: font_path("musescore"))):
-        return False
-    ensure_bank("fluidr3", progress=False)       # seconds to minutes, once per machine (cached)
-    ensure_bank("musescore", progress=False)
-    return True
+    return all(_has(f) for f in (fluidsynth_program, lambda: font_path("fluidr3"), lambda: font_path("musescore")))
 
 
 needs_glyphs = pytest.mark.skipif(not _glyphs_ok(), reason="glyph assets missing: run bash scripts/setup.sh")
 needs_banks = pytest.mark.skipif(not _banks_ok(), reason="fluidsynth or soundfonts missing: run bash scripts/setup.sh")
+
+
+@pytest.fixture(scope="module")
+def banks() -> None:
+    """Both note banks, built if this machine has none yet (about a minute, once; cached after)."""
+    from mcd.synth.soundfont import ensure_bank
+
+    ensure_bank("fluidr3", progress=False)
+    ensure_bank("musescore", progress=False)
 
 
 # ------------------------------------------------------------------------------------------------ styles, plans
@@ -237,7 +242,7 @@ def _lead_ms(left: np.ndarray, right: np.ndarray) -> float:
 
 @needs_banks
 @pytest.mark.parametrize("instrument", ["violin", "piano", "drum", "flute"])
-def test_stereo_channels_differ_by_position_as_intended(instrument) -> None:
+def test_stereo_channels_differ_by_position_as_intended(banks, instrument) -> None:
     from mcd.synth.mixer import ITD, MASTER_GAIN, downmix, mix_stereo, scene_tracks
 
     ild = {}
@@ -263,7 +268,7 @@ def test_stereo_channels_differ_by_position_as_intended(instrument) -> None:
 
 
 @needs_banks
-def test_offscreen_source_and_voiceover_are_centred() -> None:
+def test_offscreen_source_and_voiceover_are_centred(banks) -> None:
     from mcd.synth.mixer import mix_stereo
 
     style = {"name": "default", "glyphs": "openmoji", "sound_bank": "fluidr3", "backdrop": "drawn"}
@@ -276,7 +281,7 @@ def test_offscreen_source_and_voiceover_are_centred() -> None:
 
 @needs_banks
 @pytest.mark.parametrize("bank", ["fluidr3", "musescore"])
-def test_note_bank_keeps_the_loudness_contract(bank) -> None:
+def test_note_bank_keeps_the_loudness_contract(banks, bank) -> None:
     """Every instrument of both banks: unit peak window RMS per note before the gain, silence outside intervals."""
     from mcd.synth.soundfont import source_signal
 
@@ -289,7 +294,7 @@ def test_note_bank_keeps_the_loudness_contract(bank) -> None:
 
 
 @needs_banks
-def test_banks_differ_and_are_deterministic() -> None:
+def test_banks_differ_and_are_deterministic(banks) -> None:
     from mcd.synth.soundfont import source_signal
 
     src = Source("piano", 1.0, 2.0, 64, [(0.0, 3.0)])
@@ -303,7 +308,7 @@ def test_banks_differ_and_are_deterministic() -> None:
 
 @needs_glyphs
 @needs_banks
-def test_held_out_clip_is_stereo_tagged_and_decodes_to_the_mono_mix(tmp_path) -> None:
+def test_held_out_clip_is_stereo_tagged_and_decodes_to_the_mono_mix(banks, tmp_path) -> None:
     import av
     import decord
 
