@@ -1,6 +1,11 @@
-"""How fast does `mcd synth` generate clips, and how long would 6,000 take on 2 cores?
+"""How fast does `mcd synth` generate clips, and how long would 6,000 take on 2 cores? How long does the note
+bank take to build?
 
-    .venv/bin/python bench/synth_speed.py [--videos 40] [--workers 2]
+    PYTHONPATH=. .venv/bin/python bench/synth_speed.py [--videos 40] [--workers 2] [--style default|held-out]
+                                                       [--sound-bank B] [--bank-build]
+
+`--bank-build` first builds both soundfont note banks from scratch in a temporary cache folder and times it
+(what a fresh machine pays once).
 
 Prints a per-stage breakdown of one process (scene + questions, frames, sound, encoding), then a real run
 of the generator with `--workers` processes: wall-clock clips/s and CPU seconds per clip. The projection for
@@ -19,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mcd.synth.generate import plan, render_all  # noqa: E402
+from mcd.synth.generate import clip_comment, plan, prepare_assets, render_all  # noqa: E402
+from mcd.synth.mixer import mix_stereo  # noqa: E402
 from mcd.synth.render import frames  # noqa: E402
 from mcd.synth.scene import SAMPLE_RATE  # noqa: E402
-from mcd.synth.sound import mix  # noqa: E402
 from mcd.synth.writer import write_clip  # noqa: E402
 
 TARGET_CLIPS, TARGET_S, CORES = 6000, 30 * 60, 2
@@ -33,24 +38,48 @@ def _cpu(who: int) -> float:
     return r.ru_utime + r.ru_stime
 
 
-def stage_breakdown(n: int, seed: int, out: Path) -> None:
+def bank_build_time() -> None:
+    """Build both note banks into an empty cache folder (the glyph assets stay where they are)."""
+    from mcd.synth import soundfont
+    from mcd.synth.glyphs import fluent_dir
+
+    os.environ.setdefault("MCD_FLUENT_EMOJI_DIR", str(fluent_dir()))
+    old = os.environ.get("MCD_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MCD_CACHE_DIR"] = tmp
+        for bank in soundfont.SOUNDFONTS:
+            t0 = time.perf_counter()
+            soundfont.ensure_bank(bank, progress=False)
+            size = sum(f.stat().st_size for f in soundfont.bank_dir(bank).glob("*.npy"))
+            print(f"note bank {bank}: built from scratch in {time.perf_counter() - t0:.1f} s wall "
+                  f"({size / 2**20:.0f} MiB, {len(soundfont.VOICES)} instruments x notes x {len(soundfont.VELOCITIES)} "
+                  f"velocities; font {soundfont.font_path(bank)})")
+    if old is None:
+        os.environ.pop("MCD_CACHE_DIR")
+    else:
+        os.environ["MCD_CACHE_DIR"] = old
+
+
+def stage_breakdown(n: int, seed: int, out: Path, style: str, bank: str | None) -> None:
     t0 = time.process_time()
-    p = plan(n, seed, {"test": 1.0}, 8)
+    p = plan(n, seed, {"test": 1.0}, 8, style=style, sound_bank=bank)
     t_plan = (time.process_time() - t0) / n
+    prepare_assets(p.scenes, progress=False)
     t_frames = t_sound = t_encode = 0.0
     for scene in p.scenes:
         t0 = time.process_time()
         imgs = list(frames(scene))
         t1 = time.process_time()
-        audio = mix(scene)
+        audio = mix_stereo(scene)
         t2 = time.process_time()
-        write_clip(out / "stage.mp4", imgs, audio, scene.fps, SAMPLE_RATE)
+        write_clip(out / "stage.mp4", imgs, audio, scene.fps, SAMPLE_RATE, comment=clip_comment(scene))
         t3 = time.process_time()
         t_frames += t1 - t0
         t_sound += t2 - t1
         t_encode += t3 - t2
     print(f"per-clip CPU seconds, one process, {n} clips: plan {t_plan:.3f}, frames {t_frames / n:.3f}, "
-          f"sound {t_sound / n:.3f}, encode {t_encode / n:.3f}, total {t_plan + (t_frames + t_sound + t_encode) / n:.3f}")
+          f"sound {t_sound / n:.3f}, encode {t_encode / n:.3f}, "
+          f"total {t_plan + (t_frames + t_sound + t_encode) / n:.3f}")
 
 
 def main() -> None:
@@ -59,15 +88,22 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=CORES)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stage-clips", type=int, default=8, help="clips for the per-stage breakdown (0: skip)")
+    ap.add_argument("--style", default="default", choices=("default", "held-out"))
+    ap.add_argument("--sound-bank", default=None, choices=("procedural", "fluidr3", "musescore"))
+    ap.add_argument("--bank-build", action="store_true", help="time building both note banks from scratch first")
     args = ap.parse_args()
+    if args.bank_build:
+        bank_build_time()
+    print(f"style {args.style}, sound bank {args.sound_bank or 'the style default'}")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         if args.stage_clips:
-            stage_breakdown(args.stage_clips, args.seed + 1, out)
+            stage_breakdown(args.stage_clips, args.seed + 1, out, args.style, args.sound_bank)
         load0 = os.getloadavg()[0]
         cpu0, cpu_children0 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        p = plan(args.videos, args.seed, {"train": 0.8, "val": 0.1, "test": 0.1}, 8)
+        p = plan(args.videos, args.seed, {"train": 0.8, "val": 0.1, "test": 0.1}, 8, style=args.style,
+                 sound_bank=args.sound_bank)
         plan_s = time.perf_counter() - t0
         render_s = render_all(p.scenes, out / "videos", args.workers, progress=False)
         wall = time.perf_counter() - t0

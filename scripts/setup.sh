@@ -24,3 +24,33 @@ else
   .venv/bin/python -m pip install -q -r requirements.txt
 fi
 .venv/bin/python -m pip install -q --no-deps -e .
+
+# Assets of the synthetic benchmark's world v2 (docs/synth.md): fluidsynth and two soundfonts, Noto Color Emoji
+# (the held-out glyph set) from Debian; Microsoft Fluent 3D emoji from npm into the cache folder; then the note
+# banks are pre-rendered (about a minute, once; `mcd synth` would otherwise build them on first use).
+DEB_ASSETS="fluidsynth fluid-soundfont-gm musescore-general-soundfont-small fonts-noto-color-emoji"
+if command -v dpkg >/dev/null 2>&1; then
+  missing=""
+  for p in $DEB_ASSETS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    else
+      echo "setup: Debian packages missing:$missing; install them as root (apt-get install$missing) for mcd synth" >&2
+    fi
+  fi
+else
+  echo "setup: not a Debian system; install fluidsynth, the FluidR3_GM and MuseScore_General soundfonts and Noto Color Emoji yourself (docs/synth.md)" >&2
+fi
+MCD_CACHE="${MCD_CACHE_DIR:-$HOME/.cache/mcd}"
+if [ ! -f "$MCD_CACHE/npm/node_modules/@lobehub/fluent-emoji-3d/assets/1f3bb.webp" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    mkdir -p "$MCD_CACHE/npm"
+    npm install --prefix "$MCD_CACHE/npm" --no-save --no-audit --no-fund --silent @lobehub/fluent-emoji-3d@1.1.0
+  else
+    echo "setup: npm is missing; the Fluent 3D glyph set (npm @lobehub/fluent-emoji-3d) is not installed" >&2
+  fi
+fi
+if command -v fluidsynth >/dev/null 2>&1; then
+  .venv/bin/python -m mcd.synth.soundfont --build --quiet || echo "setup: building the note banks failed" >&2
+fi

@@ -16,7 +16,7 @@ from mcd.data.music_avqa import load_annotations
 from mcd.synth import cli as synth_cli
 from mcd.synth.render import INSTRUMENT_GLYPHS, frames, glyph
 from mcd.synth.scene import Scene
-from mcd.synth.sound import mix
+from mcd.synth.mixer import mix
 from mcd.synth.writer import read_scenes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,6 +15,7 @@ import numpy as np
 
 from mcd.synth.qa import QA, select_questions
 from mcd.synth.scene import SAMPLE_RATE, Scene, sample_scene
+from mcd.synth.world import STYLES
 
 SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -79,12 +80,19 @@ class Plan:
         return out
 
 
-def plan(videos: int, seed: int, splits: dict[str, float], questions_per_video: int) -> Plan:
-    """Scenes, splits and balanced questions, without rendering anything."""
+def plan(videos: int, seed: int, splits: dict[str, float], questions_per_video: int, style: str = "default",
+         sound_bank: str | None = None) -> Plan:
+    """Scenes, splits and balanced questions, without rendering anything (and without reading any asset)."""
     if videos < 1:
         raise SynthError(f"--videos must be at least 1, got {videos}")
+    if style not in STYLES:
+        raise SynthError(f"--style {style!r}: expected one of {', '.join(STYLES)}")
+    spec = STYLES[style]
+    if sound_bank is not None and sound_bank not in spec.sound_banks:
+        raise SynthError(f"--sound-bank {sound_bank!r} is not available in the {style!r} style "
+                         f"(it plays {' or '.join(spec.sound_banks)}; the held-out bank is never used for training)")
     labels = assign_splits(videos, splits, seed)
-    scenes = [sample_scene(seed, i, split=labels[i]) for i in range(videos)]
+    scenes = [sample_scene(seed, i, split=labels[i], style=style, sound_bank=sound_bank) for i in range(videos)]
     result = Plan(scenes)
     for split in SPLIT_NAMES:
         members = [s for s in scenes if s.split == split]
@@ -94,13 +102,42 @@ def plan(videos: int, seed: int, splits: dict[str, float], questions_per_video: 
     return result
 
 
+FLUIDSYNTH_NOTE = "rendered with FluidSynth (LGPL-2.1+)"
+
+
+def clip_comment(scene: Scene) -> str:
+    """The mp4 comment tag: the clip's style and the attributions of the assets it was made from."""
+    from mcd.synth.glyphs import ATTRIBUTION
+    from mcd.synth.soundfont import SOUNDFONTS
+
+    st = scene.style
+    bank = st["sound_bank"]
+    sound = (f"{SOUNDFONTS[bank].attribution}, {FLUIDSYNTH_NOTE}" if bank in SOUNDFONTS
+             else "procedural timbres (mcd.synth.sound)")
+    return (f"MCD-AVQA synthetic clip {scene.video_id}; style {st['name']} (glyphs {st['glyphs']}, "
+            f"sound bank {bank}, backdrop {st['backdrop']}); glyphs: {ATTRIBUTION[st['glyphs']]}; sound: {sound}; "
+            f"backgrounds procedural")
+
+
 def render_clip(scene: Scene, path: Path) -> None:
-    """Render and write one clip (runs in worker processes)."""
+    """Render and write one clip (runs in worker processes): frames, the stereo soundtrack, attributions."""
+    from mcd.synth.mixer import mix_stereo
     from mcd.synth.render import frames
-    from mcd.synth.sound import mix
     from mcd.synth.writer import write_clip
 
-    write_clip(path, frames(scene), mix(scene), scene.fps, SAMPLE_RATE)
+    write_clip(path, frames(scene), mix_stereo(scene), scene.fps, SAMPLE_RATE, comment=clip_comment(scene))
+
+
+def prepare_assets(scenes: list[Scene], progress: bool = True) -> float:
+    """Check that every glyph set the scenes use is installed and build the note banks they play (once, in
+    this process, before any worker starts); raises AssetError naming the set-up command. Returns the seconds
+    spent building note banks."""
+    from mcd.synth.glyphs import check_assets
+    from mcd.synth.soundfont import ensure_bank
+
+    for glyph_set in sorted({s.style["glyphs"] for s in scenes}):
+        check_assets(glyph_set)
+    return sum(ensure_bank(bank, progress) for bank in sorted({s.sound_bank for s in scenes}))
 
 
 def _render_task(task: tuple[dict, str]) -> str:
@@ -114,6 +151,7 @@ def render_all(scenes: list[Scene], videos_dir: Path, workers: int, progress: bo
     from tqdm import tqdm
 
     videos_dir.mkdir(parents=True, exist_ok=True)
+    prepare_assets(scenes, progress)
     tasks = [(s.to_dict(), str(videos_dir / f"{s.video_id}.mp4")) for s in scenes]
     start = time.perf_counter()
     bar = tqdm(total=len(tasks), unit="clip", desc="rendering", disable=not progress)

@@ -24,8 +24,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from mcd.synth.scene import POSITIONS, WORLD_INSTRUMENTS, Player, Scene, Source
+from mcd.synth.world import VISIBLE_INSTRUMENTS
 from mcd.task.questions import SLOT_DOMAINS, TEMPLATES, TEMPLATE_BY_TEXT, Template, fill_template
-from mcd.synth.scene import POSITIONS, SYNTH_INSTRUMENTS, Player, Scene, Source
 from mcd.task.vocab import ANSWERS, count_word
 
 LOUDNESS_MARGIN = 0.2   # loudness units (6 dB) between two sources compared for loudness
@@ -147,7 +148,7 @@ def keyword_referent(scene: Scene, word: str) -> Source | None:
     that relate two things ("before", "after") name nothing alone. Used to teach keywords what they point at
     (mcd.synth.grounding).
     """
-    if word in SYNTH_INSTRUMENTS:
+    if word in WORLD_INSTRUMENTS:
         return _unique(scene.sources, word)
     if word in POSITIONS:
         return scene.player_at(word)
@@ -315,6 +316,9 @@ assert set(_ANSWERERS) == set(TEMPLATE_BY_TEXT), "every template needs an answer
 
 #: Templates whose <Object> may name an instrument that is not in the scene at all (answer "no" / "zero").
 _ANY_OBJECT = {0, 1, 6, 7, 8}
+#: Of those, the ones about what is seen: they only name instruments that can be seen (have a glyph), since
+#: "Is there a cello in the entire video?" would always be "no" in a world that never draws a cello.
+_SEEN_OBJECT = {6, 7, 8}
 SUPPORTED_TEMPLATES: tuple[Template, ...] = TEMPLATES  # the world supports all 33 (see docs/synth.md)
 
 
@@ -335,7 +339,7 @@ def answer(scene: Scene, template: Template | str | int, values: Iterable[str] =
     if len(values) != len(t.slots):
         raise QAError(f"template {t.text!r} has {len(t.slots)} slot(s), got {len(values)} value(s): {list(values)}")
     for slot, value in zip(t.slots, values):
-        domain = SYNTH_INSTRUMENTS if slot == "<Object>" else SLOT_DOMAINS[slot]
+        domain = scene.instruments if slot == "<Object>" else SLOT_DOMAINS[slot]
         if value not in domain:
             raise QAError(f"{value!r} is not a valid {slot} value in this world ({', '.join(domain)})")
     result = _ANSWERERS[t.text](scene, values)
@@ -345,14 +349,19 @@ def answer(scene: Scene, template: Template | str | int, values: Iterable[str] =
 
 
 def candidates(scene: Scene) -> dict[int, list[QA]]:
-    """Every answerable question about `scene`, grouped by template id."""
-    present = sorted({s.instrument for s in scene.sources}, key=SYNTH_INSTRUMENTS.index)
+    """Every answerable question about `scene`, grouped by template id. `<Object>` ranges over the instruments of
+    the scene's sound bank (the 10 v1 instruments for the procedural bank, all 22 for a soundfont)."""
+    present = sorted({s.instrument for s in scene.sources}, key=WORLD_INSTRUMENTS.index)
+    world = scene.instruments
     out: dict[int, list[QA]] = {}
     for t in TEMPLATES:
         domains = []
         for slot in t.slots:
             if slot == "<Object>":
-                domains.append(SYNTH_INSTRUMENTS if t.id in _ANY_OBJECT else present)
+                if t.id in _SEEN_OBJECT:
+                    domains.append(VISIBLE_INSTRUMENTS)
+                else:
+                    domains.append(world if t.id in _ANY_OBJECT else present)
             else:
                 domains.append(SLOT_DOMAINS[slot])
         found = []
@@ -372,7 +381,7 @@ def visual_view(scene: Scene) -> Scene:
     loud and fast, nothing is heard that is not seen."""
     players = [Player(p.instrument, 0.5, 1.0, p.pitch, [(0.0, scene.duration)], position=p.position, bbox=p.bbox)
                for p in scene.players]
-    return Scene(scene.video_id, scene.background, players, duration=scene.duration)
+    return Scene(scene.video_id, scene.background, players, duration=scene.duration, style=scene.style)
 
 
 def audio_view(scene: Scene) -> Scene:
@@ -387,7 +396,7 @@ def audio_view(scene: Scene) -> Scene:
     if rest:  # four sources, three slots: the last is heard off screen
         off = Source(rest[0].instrument, rest[0].loudness, rest[0].rate, rest[0].pitch, list(rest[0].intervals))
     return Scene(scene.video_id, "indoor", players, offscreen=off,
-                 voiceover=scene.voiceover, duration=scene.duration)
+                 voiceover=scene.voiceover, duration=scene.duration, style=scene.style)
 
 
 #: Audio-visual templates that MUSIC-AVQA itself made answerable by ear (voiceover, entry order, "always
@@ -451,14 +460,19 @@ def select_questions(scenes: list[Scene], per_video: int, seed: int) -> list[lis
         for tid in sorted(tids):
             options = eligible[tid]
             noise = rng.random(len(options))
+            # rarest answer in its group first; then rarest in the whole template (with 22 instruments most
+            # yes/no groups are new, and a new group's "no" must not win every tie)
             best = min(range(len(options)),
-                       key=lambda i: (answers[options[i][0].group][options[i][0].answer], sum(options[i][1]), noise[i]))
+                       key=lambda i: (answers[options[i][0].group][options[i][0].answer],
+                                      answers[(tid,)][options[i][0].answer], sum(options[i][1]), noise[i]))
             qa, (v, a) = options[best]
             picked.append(qa)
             per_template[tid] += 1
             hits[tid][0] += v
             hits[tid][1] += a
             answers[qa.group][qa.answer] += 1
+            if qa.group != (tid,):
+                answers[(tid,)][qa.answer] += 1
         chosen.append(picked)
     return _cap_majorities(chosen, rng)
 

@@ -173,4 +173,46 @@ def build_report(out: str | Path) -> str:
             + f"; off-screen instrument {sum(r['offscreen'] is not None for r in rows)}"
             + f"; voiceover {sum(r['voiceover'] is not None for r in rows)}"
             + f"; silent visible players {sum(not p['intervals'] for r in rows for p in r['players'])}")
+        lines += [""] + style_breakdown(rows, splits)
     return "\n".join(lines)
+
+
+def style_breakdown(rows: list[dict], splits: dict[str, list[dict]]) -> list[str]:
+    """The report's numbers per style (a scene record without a style is world v1's): what the clips are made
+    of, questions per type, the question-only prior and the largest yes/no majority."""
+    from mcd.synth.world import V1_STYLE
+
+    style_of = {r["video_id"]: (r.get("style") or V1_STYLE) for r in rows}
+    names = sorted({s["name"] for s in style_of.values()})
+    lines = [f"by style ({len(names)}):"]
+    for name in names:
+        members = [r for r in rows if style_of[r["video_id"]]["name"] == name]
+        ids = {r["video_id"] for r in members}
+        parts = []
+        for key in ("glyphs", "sound_bank", "backdrop"):
+            c = Counter(style_of[r["video_id"]][key] for r in members)
+            parts.append(f"{key} " + "/".join(f"{k} {v}" for k, v in sorted(c.items())))
+        heard = Counter(src["instrument"] for r in members
+                        for src in [*r["players"], *([r["offscreen"]] if r.get("offscreen") else [])]
+                        if src["intervals"])
+        lines.append(f"  {name}: {len(members)} videos; " + "; ".join(parts))
+        lines.append(f"    instruments heard ({len(heard)}): " + ", ".join(f"{k} {v}" for k, v in heard.most_common()))
+        split_recs = {sp: [r for r in recs if r["video_id"] in ids] for sp, recs in splits.items()}
+        split_recs = {sp: recs for sp, recs in split_recs.items() if recs}
+        if not split_recs:
+            continue
+        scored = "test" if "test" in split_recs else next(iter(split_recs))
+        recs = split_recs[scored]
+        train = split_recs.get("train") if scored != "train" else None
+        types = Counter(TEMPLATE_BY_TEXT[r["question_content"]].type for r in recs
+                        if r["question_content"] in TEMPLATE_BY_TEXT)
+        answers = Counter(r["anser"] for r in recs)
+        yn = yes_no_majorities(recs)
+        worst = max(yn.values()) if yn else 0.0
+        lines.append(f"    {scored}: {len(recs)} questions, {len({r['question_content'] for r in recs})} templates, "
+                     f"{len(answers)} distinct answers; " + ", ".join(f"{t} {n}" for t, n in sorted(types.items())))
+        lines.append(f"    question-only prior ({'train' if train is not None else 'own'} majority) "
+                     f"{100 * prior_score(recs, train):.1f}%; largest yes/no majority {100 * worst:.1f}%; "
+                     f"most frequent answer {answers.most_common(1)[0][0]} "
+                     f"{100 * answers.most_common(1)[0][1] / len(recs):.1f}%")
+    return lines

@@ -9,13 +9,14 @@ an octave below, no vibrato), struck strings (piano: inharmonic partials, two-st
 plus snare noise; congas: higher modal tones with a slap).
 
 Loudness is exact: every note is normalised to a peak short-time RMS of 1 and the source is scaled by
-`loudness_gain(loudness)`, so "louder" in a question means the same thing as in the scene graph.
+`loudness_gain(loudness)`, so "louder" in a question means the same thing as in the scene graph. The soundfont
+banks (`soundfont.py`) keep the same contract; `mixer.py` picks the bank a scene names and makes the stereo mix.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from mcd.synth.scene import SAMPLE_RATE, Scene, Source, Voiceover
+from mcd.synth.scene import SAMPLE_RATE, Source, Voiceover, note_onsets
 
 SR = SAMPLE_RATE
 NYQUIST_GUARD = 7200.0   # highest partial synthesised (Hz), safely below 8 kHz
@@ -31,15 +32,6 @@ def loudness_gain(loudness: float) -> float:
 
 def midi_hz(m: float) -> float:
     return float(440.0 * 2.0 ** ((m - 69.0) / 12.0))
-
-
-def note_onsets(src: Source) -> np.ndarray:
-    """Regular note onsets (seconds) at the source's rate inside each sounding interval.
-
-    Deterministic from the scene graph alone, so the renderer can move a player exactly when it plays.
-    """
-    out = [np.arange(s, e - 0.05, 1.0 / src.rate) for s, e in src.intervals]
-    return np.concatenate(out) if out else np.zeros(0)
 
 
 # ----------------------------------------------------------------------------------------------- building blocks
@@ -280,7 +272,7 @@ TIMBRES: dict[str, tuple] = {
 _SCALE = np.array([0, 2, 4, 7, 9])  # major pentatonic: melodies, not noise
 
 
-def _normalise_note(x: np.ndarray) -> np.ndarray:
+def normalise_note(x: np.ndarray) -> np.ndarray:
     """Scale so the loudest 40-ms window has RMS 1 (what 'as loud as' means for every timbre)."""
     w = 640
     m = x[: (x.size // w) * w].reshape(-1, w) if x.size >= w else x[None, :]
@@ -288,7 +280,7 @@ def _normalise_note(x: np.ndarray) -> np.ndarray:
     return (x / (peak + 1e-9)).astype(np.float32)
 
 
-def _gate(intervals: list[tuple[float, float]], n: int) -> np.ndarray:
+def gate(intervals: list[tuple[float, float]], n: int) -> np.ndarray:
     """1 inside the sounding intervals, 0 outside, with short fades: nothing leaks outside an interval."""
     g = np.zeros(n, np.float32)
     fade = int(GATE_FADE * SR)
@@ -320,8 +312,8 @@ def source_signal(src: Source, rng: np.random.Generator, duration: float) -> np.
         m = min(n - a, max(1, int(round(length * SR))))
         if m <= 16:
             continue
-        out[a:a + m] += _normalise_note(recipe(f0, m, rng))
-    return out * _gate(src.intervals, n)
+        out[a:a + m] += normalise_note(recipe(f0, m, rng))
+    return out * gate(src.intervals, n)
 
 
 def voice_signal(vo: Voiceover, rng: np.random.Generator, duration: float) -> np.ndarray:
@@ -347,31 +339,12 @@ def voice_signal(vo: Voiceover, rng: np.random.Generator, duration: float) -> np
                 c = min(m, int(rng.uniform(0.03, 0.07) * SR))
                 syl[:c] += 0.4 * np.abs(syl).max() * _band_noise(c, 2500, 7000, rng)
             a = int(round(t * SR))
-            out[a:a + m] += _normalise_note(syl)[: n - a]
+            out[a:a + m] += normalise_note(syl)[: n - a]
             t += dur + (float(rng.uniform(0.08, 0.25)) if rng.random() < 0.25 else 0.01)
-    return out * _gate(vo.intervals, n)
+    return out * gate(vo.intervals, n)
 
 
-def scene_tracks(scene: Scene) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Each source's signal at its loudness (players first, then the off-screen one) and the voiceover."""
-    tracks = []
-    for j, src in enumerate(scene.sources):
-        rng = np.random.default_rng([scene.seed, 2, j])
-        tracks.append(source_signal(src, rng, scene.duration) * loudness_gain(src.loudness) if src.sounds
-                      else np.zeros(int(round(scene.duration * SR)), np.float32))
-    voice = None
-    if scene.voiceover is not None:
-        rng = np.random.default_rng([scene.seed, 2, 99])
-        voice = voice_signal(scene.voiceover, rng, scene.duration) * loudness_gain(scene.voiceover.loudness)
-    return tracks, voice
-
-
-def mix(scene: Scene) -> np.ndarray:
-    """The clip's mono 16 kHz soundtrack (float32 in -1..1); relative loudness between sources is preserved."""
-    tracks, voice = scene_tracks(scene)
-    x = np.sum(tracks, axis=0) + (voice if voice is not None else 0.0)
-    x = x * MASTER_GAIN
-    peak = float(np.abs(x).max())
-    if peak > 0.95:
-        x *= 0.95 / peak
-    return x.astype(np.float32)
+_normalise_note = normalise_note   # world v1 names
+_gate = gate
+__all__ = ["SR", "TIMBRES", "gate", "loudness_gain", "midi_hz", "normalise_note", "note_onsets", "source_signal",
+           "voice_signal"]

@@ -21,7 +21,8 @@ from mcd.synth.scene import Scene
 #: the same frames encoded to 9 different files in 10 tries; with mbtree off, to one file in 40 tries).
 VIDEO_OPTIONS = {"crf": "30", "preset": "veryfast", "threads": "1", "g": "16", "profile": "high",
                  "x264-params": "mbtree=0"}
-AUDIO_BIT_RATE = 48_000
+AUDIO_BIT_RATE = 48_000          # mono
+STEREO_BIT_RATE = 64_000         # stereo (16 kHz AAC-LC: transparent enough, and the clips stay small)
 AUDIO_OPTIONS = {"aac_coder": "fast"}  # FFmpeg's default two-loop search costs 4x the time for no audible gain here
 AAC_FRAME = 1024
 
@@ -46,18 +47,30 @@ def rgb_to_yuv420p(img: np.ndarray) -> np.ndarray:
     return np.clip(planes, 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
 
 
-def write_clip(path: str | Path, frames: Iterable[np.ndarray], audio: np.ndarray, fps: int, sample_rate: int) -> None:
-    """An h264 (yuv420p) + AAC mono mp4 that browsers play (faststart), written atomically via a temp file."""
+def write_clip(path: str | Path, frames: Iterable[np.ndarray], audio: np.ndarray, fps: int, sample_rate: int,
+               comment: str | None = None) -> None:
+    """An h264 (yuv420p) + AAC mp4 that browsers play (faststart), written atomically via a temp file.
+
+    `audio` is float32 [samples] (mono) or [2, samples] (stereo: left, right). `comment` goes into the
+    container's comment tag (the generator writes the clip's style and the assets' attributions there)."""
     path = Path(path)
+    audio = np.asarray(audio, np.float32)
+    stereo = audio.ndim == 2
+    if stereo and audio.shape[0] != 2:
+        raise ValueError(f"audio must be [samples] or [2, samples], got shape {audio.shape}")
+    layout = "stereo" if stereo else "mono"
+    planes = audio if stereo else audio[None]
     tmp = path.with_name(path.name + ".part")
     out = av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"})
     try:
         out.flags |= av.container.Flags.bitexact.value
+        if comment:
+            out.metadata["comment"] = comment
         video = out.add_stream("libx264", rate=fps, options=dict(VIDEO_OPTIONS))
         video.pix_fmt = "yuv420p"
         video.codec_context.thread_count = 1  # PyAV's default (0 = auto) overrides x264's threads option
-        sound = out.add_stream("aac", rate=sample_rate, layout="mono", options=dict(AUDIO_OPTIONS))
-        sound.bit_rate = AUDIO_BIT_RATE
+        sound = out.add_stream("aac", rate=sample_rate, layout=layout, options=dict(AUDIO_OPTIONS))
+        sound.bit_rate = STEREO_BIT_RATE if stereo else AUDIO_BIT_RATE
         # bitexact: no "Lavc<version>" string inside the AAC stream. decord bundles its own FFmpeg build, and a
         # process that imported decord first encodes with that one; the files must not depend on import order.
         for stream in (video, sound):
@@ -73,9 +86,9 @@ def write_clip(path: str | Path, frames: Iterable[np.ndarray], audio: np.ndarray
                 out.mux(packet)
         for packet in video.encode():
             out.mux(packet)
-        audio = np.asarray(audio, np.float32)
-        for start in range(0, len(audio), AAC_FRAME):
-            frame = av.AudioFrame.from_ndarray(audio[None, start:start + AAC_FRAME], format="flt", layout="mono")
+        for start in range(0, planes.shape[1], AAC_FRAME):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes[:, start:start + AAC_FRAME]),
+                                               format="fltp", layout=layout)
             frame.sample_rate = sample_rate
             frame.pts = start
             for packet in sound.encode(frame):
