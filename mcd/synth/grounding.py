@@ -15,11 +15,11 @@ import torch
 from mcd.encoders.labels import overlap
 from mcd.model.grounding import GROUNDING_POSITIONS, GROUNDING_SCALARS, IGNORE, GroundingTargets
 from mcd.synth.qa import keyword_referent
-from mcd.synth.scene import SYNTH_INSTRUMENTS, Player, Scene, SceneError, Source
+from mcd.synth.scene import WORLD_INSTRUMENTS, Player, Scene, SceneError, Source
 from mcd.synth.writer import read_scenes
 
 #: the instrument classes the grounding head predicts, in head order
-GROUNDING_INSTRUMENTS: tuple[str, ...] = SYNTH_INSTRUMENTS
+GROUNDING_INSTRUMENTS: tuple[str, ...] = WORLD_INSTRUMENTS   # world v1 checkpoints: its first 10
 
 
 class GroundingError(ValueError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: World v1's 10 instruments, in the order the v1 checkpoints' grounding heads index them (mcd.data.grounding).
+#: World v1's 10 instruments, in the order the v1 checkpoints' grounding heads index them (mcd.synth.grounding).
 #: They are also the instruments with a glyph in every glyph set: the only ones that can be seen.
 SYNTH_INSTRUMENTS: tuple[str, ...] = (
     "violin", "acoustic_guitar", "piano", "trumpet", "saxophone",
