@@ -3,9 +3,10 @@
     python bench/ablations.py --config configs/synth-default.json [--epochs N] [--variants mcd,question-only,...]
                               [--jobs 2]
 
-Variants (DESIGN §3, §7): the MCD student and, from the same run, its teacher head (decision-level fusion);
+Variants (docs/model.md): the MCD student and, from the same run, its teacher head (decision-level fusion);
 question-only; MCD with audio removed; MCD with vision removed; plus the ablation flags listed in ABLATIONS when
-asked for (`--variants all`). Every variant uses the recipe's features (`mcd extract` must have run for the train,
+asked for (`--variants all`); `--variants extensions` trains the paper's model alone, with the extensions that need
+no extra labels, and with the shipped recipe's extensions (which need scene graphs) on the same features. Every variant uses the recipe's features (`mcd extract` must have run for the train,
 val and test splits) and is scored on the test split with the MUSIC-AVQA per-type table.
 
 `--jobs N` trains N variants at once, each in its own process with one torch thread: on a small CPU this beats
@@ -33,6 +34,15 @@ BASELINES: dict[str, list[str]] = {
     "question-only": ["model.question_only=true"],
     "audio-removed": ["model.use_audio=false"],
     "vision-removed": ["model.use_visual=false"],
+}
+#: the paper's model alone, with the extensions that need no labels beyond the answers, and with every extension of
+#: the shipped recipe (keyword grounding needs the synthetic generator's scene graphs)
+EXTENSIONS: dict[str, list[str]] = {
+    "paper-only": ["model.extensions={}"],
+    "no-extra-labels": ["model.extensions.grounding={}"],
+    "shipped-extensions": ['model.extensions={"clue_gate": true, "object_clues": true, "object_readout": true, '
+                           '"grounding": {"enabled": true, "referent_query": true, "grounded_answer": true, '
+                           '"expert": true, "comparator": true}}'],
 }
 ABLATIONS: dict[str, list[str]] = {
     "no-association-residual": ["model.association_residual=false"],
@@ -70,15 +80,15 @@ def run_variant(job: tuple[str, str, list[str], bool]) -> tuple[str, dict, float
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
-    ap.add_argument("--variants", default="baselines", help="comma list, 'baselines' (default) or 'all'")
+    ap.add_argument("--variants", default="baselines", help="comma list, 'baselines' (default), 'extensions' or 'all'")
     ap.add_argument("--epochs", type=int, help="override train.epochs for every variant")
     ap.add_argument("--out", default="runs/ablations", help="folder for the variants' runs and the JSON results")
     ap.add_argument("--set", action="append", default=[], help="extra recipe overrides for every variant")
     ap.add_argument("--jobs", type=int, default=1, help="variants trained at once (one process and thread each)")
     args = ap.parse_args()
-    every = {**BASELINES, **ABLATIONS}
-    names = (list(BASELINES) if args.variants == "baselines" else list(every) if args.variants == "all"
-             else args.variants.split(","))
+    every = {**BASELINES, **EXTENSIONS, **ABLATIONS}
+    groups = {"baselines": list(BASELINES), "extensions": list(EXTENSIONS), "all": list(every)}
+    names = groups.get(args.variants) or args.variants.split(",")
     unknown = [n for n in names if n not in every]
     if unknown:
         ap.error(f"unknown variants {unknown}; known: {sorted(every)}")

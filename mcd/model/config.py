@@ -213,12 +213,7 @@ class GroundingConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> "GroundingConfig":
-        if isinstance(data, cls):
-            return data
-        if not isinstance(data, dict):
-            raise ConfigError(f"grounding expects a JSON object, got {type(data).__name__}")
-        _refuse_unknown(cls, data)
-        return cls(**data)
+        return data if isinstance(data, cls) else cls(**_section(cls, data, "grounding"))
 
 
 @dataclass
@@ -259,10 +254,7 @@ class ExtensionConfig:
     def from_dict(cls, data: Any) -> "ExtensionConfig":
         if isinstance(data, cls):
             return data
-        if not isinstance(data, dict):
-            raise ConfigError(f"extensions expects a JSON object, got {type(data).__name__}")
-        _refuse_unknown(cls, data)
-        data = dict(data)
+        data = _section(cls, data, "extensions")
         if "grounding" in data:
             data["grounding"] = GroundingConfig.from_dict(data["grounding"])
         return cls(**data)
@@ -308,6 +300,14 @@ def migrate_flat_extensions(data: dict[str, Any]) -> dict[str, Any]:
 def grounding_section(model: dict[str, Any]) -> dict[str, Any]:
     """The `extensions.grounding` part of a (nested or format-1 flat) model config dict, {} when absent."""
     return migrate_flat_extensions(model).get("extensions", {}).get("grounding", {})
+
+
+def _section(cls: type, data: Any, where: str) -> dict[str, Any]:
+    """A copy of a nested config section's dict, checked to be an object with known keys only."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} expects a JSON object, got {type(data).__name__}")
+    _refuse_unknown(cls, data)
+    return dict(data)
 
 
 def _refuse_unknown(cls: type, data: dict[str, Any]) -> None:

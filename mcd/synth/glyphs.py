@@ -104,7 +104,7 @@ def fluent_dir() -> Path:
     return path
 
 
-def _file_id(path: Path) -> str:
+def asset_file_id(path: Path) -> str:
     """A short content id of an asset file (size and its first and last MiB: fast on 100-MB fonts)."""
     h = hashlib.sha256(str(path.stat().st_size).encode())
     with path.open("rb") as f:
@@ -118,9 +118,9 @@ def _file_id(path: Path) -> str:
 def asset_id(glyph_set: str) -> str:
     """Identifies the installed version of a glyph set (part of the disk cache's path)."""
     if glyph_set == "openmoji":
-        return _file_id(openmoji_font())
+        return asset_file_id(openmoji_font())
     if glyph_set == "noto":
-        return _file_id(noto_font())
+        return asset_file_id(noto_font())
     if glyph_set == "fluent3d":
         pkg = fluent_dir().parent / "package.json"
         version = json.loads(pkg.read_text())["version"] if pkg.is_file() else "unknown"

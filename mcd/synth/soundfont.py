@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mcd.synth.glyphs import SETUP_HINT, AssetError, cache_root
+from mcd.synth.glyphs import SETUP_HINT, AssetError, asset_file_id, cache_root
 from mcd.synth.midi import Note, write_midi
 from mcd.synth.scene import Source, note_onsets
 from mcd.synth.sound import _SCALE, gate, normalise_note
@@ -163,13 +163,7 @@ def font_path(bank: str) -> Path:
 
 @lru_cache(maxsize=None)
 def font_id(bank: str) -> str:
-    path = font_path(bank)
-    h = hashlib.sha256(str(path.stat().st_size).encode())
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(0, path.stat().st_size - (1 << 20)))
-        h.update(f.read())
-    return h.hexdigest()[:12]
+    return asset_file_id(font_path(bank))
 
 
 def _settings_id(bank: str) -> str:
