@@ -1,4 +1,4 @@
-"""`mcd <command>`: one subcommand per job (DESIGN §2).
+"""`mcd <command>`: one subcommand per job.
 
 Each subcommand lives in the module that does the job; that module exposes `add_arguments(parser)` and
 `run(args) -> int`. Modules are imported only when their command runs, so `mcd synth` never pays for

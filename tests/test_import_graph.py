@@ -1,4 +1,4 @@
-"""The package's import graph: no cycles (any import, also those inside functions), and the layering DESIGN.md
+"""The package's import graph: no cycles (any import, also those inside functions), and the layering the design
 asks for (the data layer never imports the synthetic generator; the model never imports training or serving)."""
 from __future__ import annotations
 

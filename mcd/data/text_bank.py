@@ -14,7 +14,7 @@ KEYWORD, TYPE_WORD = 0, 1
 
 
 def object_phrases(keywords: Sequence[str], modality: str | None, kind: str | None) -> tuple[list[str], list[int]]:
-    """Text objects of one question: its keywords, then its two type words (DESIGN §3.1), with their kinds."""
+    """Text objects of one question: its keywords, then its two type words, with their kinds."""
     phrases = [k.replace("_", " ") for k in keywords]
     kinds = [KEYWORD] * len(phrases)
     for word in (modality, kind):

@@ -1,4 +1,4 @@
-"""Frozen basic encoders (DESIGN §5): one interface per modality, rebuilt from a JSON spec.
+"""Frozen basic encoders: one interface per modality, rebuilt from a JSON spec.
 
 Backends live in their own modules and are imported only when built (see `base.REGISTRY`).
 """

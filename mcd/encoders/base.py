@@ -1,4 +1,4 @@
-"""The one interface per modality for the frozen "basic encoders" (DESIGN §5), and the registry.
+"""The one interface per modality for the frozen "basic encoders", and the registry.
 
 Every encoder is frozen (eval mode, no gradients) and runs batched on the CPU by default. It carries
 `.id` (stable name used for feature caches and checkpoints), `.dim` (output width) and `.spec()` (a JSON

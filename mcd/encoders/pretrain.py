@@ -1,6 +1,6 @@
 """`mcd pretrain-encoders --data OUT --out DIR`: train the synth visual and audio CNNs, then freeze them.
 
-Our stand-in for ImageNet/AudioSet pretraining (DESIGN §5): the visual CNN learns which instrument (or which
+Our stand-in for ImageNet/AudioSet pretraining: the visual CNN learns which instrument (or which
 background) fills each 7x7 grid cell of a frame, the audio CNN which instruments (and voiceover) sound in each
 1-s window and how loud and how fast they play. Only the frozen backbones are kept; the heads are thrown away.
 

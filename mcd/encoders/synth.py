@@ -1,4 +1,4 @@
-"""`synth` visual and audio encoders: small CNNs for the synthetic world (DESIGN §5).
+"""`synth` visual and audio encoders: small CNNs for the synthetic world.
 
 They stand in for ImageNet/AudioSet backbones: `mcd pretrain-encoders` trains them on the benchmark's
 per-cell / per-segment labels and freezes them, and their weights travel in the checkpoint. They must be

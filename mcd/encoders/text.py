@@ -1,6 +1,6 @@
 """Text encoders: `minilm` (the default; all-MiniLM-L6-v2 shipped inside a PyPI package) and `hf-clip` text.
 
-Both give per-token states for questions and one mean-pooled vector per text object (DESIGN §3.1). MUSIC-AVQA
+Both give per-token states for questions and one mean-pooled vector per text object. MUSIC-AVQA
 text is templated (a few thousand distinct questions, a few dozen distinct phrases), so results are cached by
 string in a bounded LRU: the demo asking a tenth question about a clip re-encodes nothing it has seen.
 """

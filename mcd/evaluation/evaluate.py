@@ -1,4 +1,4 @@
-"""Per-type evaluation in the MUSIC-AVQA layout (DESIGN §7), and `mcd evaluate`.
+"""Per-type evaluation in the MUSIC-AVQA layout, and `mcd evaluate`.
 
 Two rules make these numbers trustworthy where the reference scripts' were not:
 - each prediction's type is looked up by `question_id` in the annotations, never inferred from its position in a

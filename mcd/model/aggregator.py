@@ -1,4 +1,4 @@
-"""The hierarchical aggregator (DESIGN §3.3): the question gathers key audio-visual clues.
+"""The hierarchical aggregator: the question gathers key audio-visual clues.
 
 One aggregator serves both branches (visual and audio) when `shared_aggregator` is on [F]. Per question token:
 the question queries the low level (unimodal features; for vision the T·P patch tokens, which gives spatial
@@ -6,8 +6,7 @@ clues), the updated query queries the high level (the associated segment feature
 hint written back into the question tokens, and the hinted tokens then attend to the text objects.
 
 Nothing mixes question tokens with each other here, so padded question tokens cannot influence real ones;
-they are excluded again when the clues are averaged over question tokens. (Mixing, when configured, happens
-after both branches: `QuestionBlocks`, with padded tokens masked out as keys.)
+they are excluded again when the clues are averaged over question tokens.
 """
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from mcd.model.association import AssociationBlock, FeedForward, MultiHeadAttention
+from mcd.model.association import FeedForward, MultiHeadAttention
 from mcd.model.dropout import Dropout
 
 
@@ -113,27 +112,6 @@ class Aggregator(nn.Module):
         y = y + self.ffn(self.ln_ffn(y))
         tokens = y - q if self.hints else y - q + clue
         return BranchOutput(tokens, w_low, w_high, w_obj, object_clue)
-
-
-class QuestionBlocks(nn.Module):
-    """Pre-LN self-attention blocks over the clue-attached question tokens f̂_q, padded tokens masked as keys.
-
-    Why (our extension; `question_blocks` = 0 is DESIGN §3 as written): the header reads a *mean* of f̂_q, and a
-    mean forgets which token carried which clue. "Is the violin louder than the piano?" needs the violin's
-    loudness set against the piano's; once both tokens' clues are averaged, the order that makes the answer
-    yes or no is gone. A token-mixing block lets "louder" read the two instrument tokens before pooling.
-    Only question tokens take part, so the header still sees no audio-visual feature directly.
-    """
-
-    def __init__(self, d: int, n_heads: int, ffn_mult: int, dropout: float, n_blocks: int):
-        super().__init__()
-        self.blocks = nn.ModuleList(AssociationBlock(d, n_heads, ffn_mult, dropout) for _ in range(n_blocks))
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x [B,L,d], mask [B,L] (True = real token) -> [B,L,d]."""
-        for block in self.blocks:
-            x, _ = block(x, mask)
-        return x
 
 
 def masked_token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

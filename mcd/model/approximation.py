@@ -1,10 +1,10 @@
-"""Semantic approximation (DESIGN §3.4): three projections into a shared latent space and the KD between them.
+"""Semantic approximation: three projections into a shared latent space and the KD between them.
 
 projection_1 and projection_2 give the audio-visual teachers z_v, z_a; projection_3 gives the student z_q from
 the clue-attached question. Distillation pulls z_q toward both teachers so the question side learns to carry
 what the audio-visual side knows.
 
-Reconstruction note (differs from DESIGN §3.4's "projection_1(mean f_v)"): the teachers project the
+Reconstruction note (differs from the design's "projection_1(mean f_v)"): the teachers project the
 *question-attended* associated features, and the teacher head decides from z_v, z_a. With teachers detached
 (the default KL mode) a projection of mean f_v would get no gradient at all and stay a random map; feeding
 the teacher head from z_v, z_a trains them to hold answer-relevant audio-visual semantics, which is what the

@@ -1,4 +1,4 @@
-"""Audio-visual association (DESIGN §3.2): enhanced self-attention over segment tokens + contrastive loss.
+"""Audio-visual association: enhanced self-attention over segment tokens + contrastive loss.
 
 The attention primitive used by every part of MCD also lives here, because we need the attention weights
 (they are the clues the demo draws) and `nn.MultiheadAttention` only returns them on its slow path.

@@ -33,7 +33,7 @@ class MCDConfig:
     """Everything that determines the MCD module's shape and behaviour (docs/model.md).
 
     Feature dims default to the `synth` encoders (visual 128, audio 128) and MiniLM text (384). Every
-    reconstruction choice that DESIGN §3 lists as an alternative is a field here so ablations are configs,
+    reconstruction choice that docs/model.md lists as an alternative is a field here so ablations are configs,
     not code edits.
     """
 

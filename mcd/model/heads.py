@@ -1,4 +1,4 @@
-"""Answer heads (DESIGN §3.5, §3.6).
+"""Answer heads.
 
 The student's prediction header sees only the pooled clue-attached question: MCD discards decision-level
 audio-visual integration at inference [F]. The teacher head is the decision-level fusion that the student is

@@ -1,6 +1,6 @@
 """Load a checkpoint once; answer questions about clips with answers, clues and the teacher/student view.
 
-Data flow (DESIGN §2): clip -> media.decode -> encoders (cached by the clip's content hash) -> all questions at
+Data flow: clip -> media.decode -> encoders (cached by the clip's content hash) -> all questions at
 once: parse -> text encoder -> one batched MCD forward with the clip's features shared -> result objects. Asking
 new questions about a clip already seen neither decodes nor encodes it again.
 """

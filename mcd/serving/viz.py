@@ -6,7 +6,7 @@ not registered in pyplot's global figure list, so they cannot leak when a server
 drawing in several threads at once (the Gradio queue runs events concurrently) is safe. Figures are freed by
 garbage collection like any object; `close(fig)` releases one early.
 
-Shapes (DESIGN §3): T segments, P = 49 patches of a 7x7 grid in row-major order, K text objects.
+Shapes: T segments, P = 49 patches of a 7x7 grid in row-major order, K text objects.
 Clue weights are attention shares: visual_low sums to 1 over all T·P patches, the temporal clues over T.
 """
 from __future__ import annotations

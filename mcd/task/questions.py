@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from mcd.task.vocab import INSTRUMENTS
 
-#: Slot domains of the template placeholders (DESIGN §4).
+#: Slot domains of the template placeholders.
 SLOT_DOMAINS: dict[str, tuple[str, ...]] = {
     "<LR>": ("left", "middle", "right"),
     "<LRer>": ("leftest", "rightest"),
@@ -245,7 +245,7 @@ def _template_pattern(template: Template, drop_articles: bool) -> re.Pattern[str
 def _specificity(template: Template) -> tuple[int, int, int]:
     """Sort key among templates that match the same text: most literal words, then fewest slots, then id.
 
-    With the slot domains of DESIGN §4 no filled question of one template equals one of another (the tests check
+    With these slot domains no filled question of one template equals one of another (the tests check
     every possible filling), so this only decides the rare free-form text that two patterns both accept.
     """
     literals = sum(1 for tok in _template_tokens(template.text) if not tok.startswith("<"))

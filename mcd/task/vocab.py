@@ -47,11 +47,6 @@ def answer_to_index(answer: str) -> int:
             f"answer {answer!r} is not one of the {NUM_ANSWERS} MUSIC-AVQA answers") from None
 
 
-def index_to_answer(index: int) -> str:
-    """The answer string of class `index`."""
-    if not 0 <= int(index) < NUM_ANSWERS:
-        raise IndexError(f"answer index {index} outside 0..{NUM_ANSWERS - 1}")
-    return ANSWERS[int(index)]
 
 
 def count_word(n: int) -> str:
