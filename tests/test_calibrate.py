@@ -14,7 +14,7 @@ from mcd.model.config import ConfigError
 from mcd.model import MCD
 from mcd.model.mcd import MCDInputError
 from mcd.task.questions import QUESTION_TYPES, UNKNOWN_TYPE, UNKNOWN_TYPE_INDEX, type_index
-from tests.test_model import make_batch, small_config
+from tests.conftest import make_batch, small_config
 
 EXPERT = dict(object_clues=True, object_grounding=True, grounding_classes=5, grounded_expert=True)
 

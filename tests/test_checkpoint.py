@@ -18,12 +18,7 @@ from mcd.task.vocab import ANSWERS
 CFG = dict(visual_dim=12, audio_dim=10, text_dim=16, d=32, d_z=16, T=4, P=4, n_heads=4, ffn_mult=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def inputs(cfg: MCDConfig, B: int = 3):

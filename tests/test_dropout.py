@@ -6,7 +6,7 @@ import torch
 
 from mcd.model import MCD
 from mcd.model.dropout import LANES, Dropout, keep_mask
-from tests.test_model import make_batch, small_config
+from tests.conftest import make_batch, small_config
 
 
 def test_every_lane_drops_at_the_rate_asked():

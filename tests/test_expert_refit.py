@@ -12,7 +12,7 @@ from mcd.training.refit import ExpertInputs, ExpertRefitError, collect_expert_in
 from mcd.model import MCD
 from mcd.model.grounding import GROUNDING_SCALARS, GroundedExpert
 from mcd.task.vocab import answer_to_index
-from tests.test_model import make_batch, small_config
+from tests.conftest import make_batch, small_config
 
 EXPERT = dict(object_clues=True, object_grounding=True, grounding_classes=5, grounded_expert=True,
               referent_query=True)

@@ -18,7 +18,7 @@ from mcd.model.grounding import (GROUNDING_POSITIONS, GROUNDING_SCALARS, IGNORE,
 from mcd.model.mcd import MCDInputError
 from mcd.synth.qa import candidates, keyword_referent
 from mcd.synth.scene import Player, Scene, Source, sample_scene
-from tests.test_model import make_batch, small_config
+from tests.conftest import make_batch, small_config
 
 # which slot value of which template names the thing whose position / instrument is the answer
 WHERE = {"Where is the <FL> sounding instrument?": 0, "Where is the <LL> instrument?": 0}

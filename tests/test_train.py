@@ -11,7 +11,7 @@ from mcd.cli import CLIError
 from mcd.data.dataset import VideoGroupedBatches
 from mcd.model import MCD
 from mcd.training.train import DistEnv, run, unused_parameters
-from tests.test_model import make_batch, small_config
+from tests.conftest import make_batch, small_config
 
 
 class OneBatchLoader:

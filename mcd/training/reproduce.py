@@ -142,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
                    "fresh_test_data": {"videos": s.test_videos, "seed": s.test_seed}}
         if ckpt.metrics.get("expert_refit"):
             metrics["expert_refit"] = ckpt.metrics["expert_refit"]
+        from mcd.serving.examples import answer_examples
+        from mcd.serving.pipeline import Pipeline
+        metrics["examples"] = answer_examples(Pipeline(tmp))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         card = render(recipe.name, recipe.to_dict(), f"mcd reproduce --config {args.config} --publish {dest}",
                       seconds, report, metrics["val"], f"{report['n']} questions",
