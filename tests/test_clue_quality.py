@@ -1,0 +1,179 @@
+"""mcd.serving.clue_quality: box -> cells, the pointing game, the temporal share and the deletion arithmetic, on toy
+arrays whose answers can be worked out by hand."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mcd.serving import clue_quality as cq
+
+
+# ------------------------------------------------------------------------------------------------- geometry
+
+def test_cells_are_row_major_32_pixels_on_a_224_frame():
+    assert cq.cell_of(0) == (0, 0)
+    assert cq.cell_of(8) == (1, 1)
+    assert cq.cell_of(48) == (6, 6)
+    c = cq.cell_centres()
+    assert c.shape == (49, 2)
+    assert tuple(c[0]) == (16.0, 16.0)
+    assert tuple(c[10]) == (3 * 32 + 16.0, 1 * 32 + 16.0)   # row 1, column 3
+    with pytest.raises(ValueError):
+        cq.cell_of(49)
+
+
+def test_box_inside_one_cell_gives_that_cell_with_half_a_cell_margin():
+    # a small box inside cell (row 5, col 2): x 64..96, y 160..192
+    cells = cq.box_cells((70, 165, 90, 185))
+    assert np.flatnonzero(cells).tolist() == [5 * 7 + 2]
+    # without a margin its centre-less box holds no cell centre at all
+    assert not cq.box_cells((70, 165, 78, 175), margin=0).any()
+
+
+def test_box_cells_are_the_cells_the_box_touches():
+    # x 50..120 touches columns 1..3, y 150..200 touches rows 4..6
+    cells = cq.box_cells((50, 150, 120, 200)).reshape(7, 7)
+    rows, cols = np.nonzero(cells)
+    assert sorted(set(rows.tolist())) == [4, 5, 6]
+    assert sorted(set(cols.tolist())) == [1, 2, 3]
+    assert cells.sum() == 9
+
+
+def test_box_cells_scale_with_the_frame_and_reject_bad_boxes():
+    # the same box in a 448-pixel frame covers the same cells as half of it in 224
+    assert (cq.box_cells((100, 300, 240, 400), size=448) == cq.box_cells((50, 150, 120, 200))).all()
+    with pytest.raises(ValueError):
+        cq.box_cells((10, 10, 5, 20))
+
+
+def test_pointing_hit_and_miss():
+    box = (150, 140, 210, 200)                     # right player: columns 4..6, rows 4..6
+    clue = np.zeros((10, 49))
+    clue[3, 5 * 7 + 5] = 0.6                        # peak on (5, 5): inside
+    clue[:, 0] = 0.04                               # 0.4 spread over time at (0, 0): less than the peak
+    assert cq.peak_cell(clue) == 40
+    assert cq.pointing_hit(clue, box)
+    clue[:, 0] = 0.07                               # now (0, 0) sums to 0.7 over time: the peak moves off the box
+    assert cq.peak_cell(clue) == 0
+    assert not cq.pointing_hit(clue, box)
+
+
+def test_pointing_counts_the_edge_cell_within_half_a_cell():
+    # the box ends at x = 95: column 2 (64..96) holds its edge; column 3's centre (112) is 17 px away
+    box = (40, 150, 95, 200)
+    assert cq.pointing_hit(cq.one_hot(5 * 7 + 2), box)
+    assert not cq.pointing_hit(cq.one_hot(5 * 7 + 3), box)
+    assert cq.pointing_hit(cq.one_hot(5 * 7 + 3), box, margin=1.0)
+
+
+def test_best_constant_cell_and_union():
+    a = cq.box_cells((0, 0, 20, 20))                # cell 0
+    b = cq.box_cells((0, 0, 60, 20))                # cells 0, 1
+    c = cq.box_cells((40, 0, 60, 20))               # cell 1
+    assert cq.best_constant_cell([a, b, c, c]) == 1
+    assert np.flatnonzero(cq.union_cells([(0, 0, 20, 20), (200, 200, 220, 220)])).tolist() == [0, 48]
+
+
+def test_slot_columns_and_restrict():
+    assert np.flatnonzero(cq.slot_columns("left").reshape(7, 7)[0]).tolist() == [1]      # x 42 -> column 1
+    assert np.flatnonzero(cq.slot_columns("middle").reshape(7, 7)[0]).tolist() == [3]
+    assert np.flatnonzero(cq.slot_columns("right").reshape(7, 7)[0]).tolist() == [5]
+    assert np.flatnonzero(cq.slot_columns("right", zoom=1.3).reshape(7, 7)[0]).tolist() == [6]   # 112 + 70*1.3
+    m = np.zeros(49)
+    m[0], m[7 * 4 + 1] = 0.9, 0.1                  # peak at (0, 0), a little at (4, 1)
+    assert (cq.restrict(m, cq.slot_columns("right")) == m).all()        # nothing in the slot: unchanged
+    assert cq.peak_cell(cq.restrict(m, cq.slot_columns("left"))) == 7 * 4 + 1
+    with pytest.raises(ValueError):
+        cq.slot_columns("offscreen")
+
+
+# ------------------------------------------------------------------------------------------------- time
+
+def test_segment_fractions():
+    f = cq.segment_fractions([(2.5, 5.0), (9.0, 10.0)], 10.0, 10)
+    assert f.tolist() == [0, 0, 0.5, 1, 1, 0, 0, 0, 0, 1]
+    assert cq.segment_fractions([], 10.0, 5).tolist() == [0] * 5
+    assert cq.segment_fractions([(0.0, 10.0)], 10.0, 4).tolist() == [1, 1, 1, 1]
+
+
+def test_temporal_share_against_the_sounding_seconds_share():
+    sounding = np.array([0, 0, 1, 1, 0.5])
+    clue = np.array([0.1, 0.1, 0.3, 0.3, 0.2])
+    s = cq.temporal_share(clue, sounding)
+    assert s.share == pytest.approx(0.3 + 0.3 + 0.1)
+    assert s.base == pytest.approx(2.5 / 5)
+    assert s.ratio == pytest.approx(0.7 / 0.5)
+    # a uniform clue gets exactly the base; an unnormalised read-out is normalised
+    assert cq.temporal_share(np.ones(5), sounding).ratio == pytest.approx(1.0)
+    assert cq.temporal_share(clue * 7, sounding).share == pytest.approx(0.7)
+    # [T, P] clues are summed over patches
+    assert cq.temporal_share(np.tile(clue[:, None], (1, 3)) / 3, sounding).share == pytest.approx(0.7)
+    with pytest.raises(ValueError):
+        cq.temporal_share(np.ones(4), sounding)
+    with pytest.raises(ValueError):
+        cq.temporal_share(-clue, sounding)
+
+
+# ------------------------------------------------------------------------------------------------- deletion
+
+def test_top_k_and_random_k():
+    assert cq.top_k(np.array([0.1, 0.5, 0.2, 0.5]), 3).tolist() == [1, 3, 2]
+    assert cq.top_k(np.arange(12).reshape(3, 4), 2).tolist() == [11, 10]
+    r = cq.random_k(np.random.default_rng(0), 49, 3, 5)
+    assert r.shape == (5, 3)
+    assert all(len(set(row)) == 3 for row in r.tolist())
+    with pytest.raises(ValueError):
+        cq.top_k(np.ones(3), 4)
+
+
+def test_replace_with_mean_patches_and_seconds_numpy_and_torch():
+    T, P, D = 2, 3, 2
+    v = np.arange(T * P * D, dtype=np.float64).reshape(T, P, D)
+    out = cq.replace_with_mean(v, [1], axis=1)        # patch 1 of every frame -> the clip's mean patch
+    mean = v.reshape(-1, D).mean(0)
+    assert np.allclose(out[:, 1], mean)
+    assert np.allclose(out[:, [0, 2]], v[:, [0, 2]])
+    assert np.allclose(v, np.arange(T * P * D).reshape(T, P, D))        # the input is untouched
+    out = cq.replace_with_mean(v, [0], axis=0)        # frame 0 -> the clip's mean frame (per patch)
+    assert np.allclose(out[0], v.mean(0))
+    assert np.allclose(out[1], v[1])
+    a = torch.arange(12, dtype=torch.float32).reshape(4, 3)              # audio [T, D]
+    out = cq.replace_with_mean(a, [0, 3], axis=0)
+    assert isinstance(out, torch.Tensor)
+    assert torch.allclose(out[0], a.mean(0)) and torch.allclose(out[3], a.mean(0))
+    assert torch.equal(out[1:3], a[1:3])
+    tv = torch.as_tensor(v)
+    assert np.allclose(cq.replace_with_mean(tv, [1], axis=1).numpy(), cq.replace_with_mean(v, [1], axis=1))
+    with pytest.raises(ValueError):
+        cq.replace_with_mean(v, [0], axis=2)           # the channel axis is never replaced
+
+
+def test_deletion_arithmetic():
+    d = cq.deletion(0.9, 0.4, [0.85, 0.8, 0.9, 0.85])
+    assert d.drop_top == pytest.approx(0.5)
+    assert d.drop_random == pytest.approx(0.05)
+    assert d.beats_random
+    d = cq.deletion(0.9, 0.9, [0.9])                    # a tie does not beat random
+    assert not d.beats_random
+    assert not cq.deletion(0.9, 0.8, [0.5, 0.7]).beats_random
+    with pytest.raises(ValueError):
+        cq.deletion(0.9, 0.8, [])
+
+
+def test_log_odds_stays_finite_where_the_probability_is_one():
+    logits = torch.tensor([40.0, 0.0, -5.0], dtype=torch.float64)
+    lp = logits.log_softmax(-1).numpy()
+    assert math.exp(lp[0]) == 1.0                      # the probability is saturated...
+    lo = cq.log_odds(lp, 0)
+    assert lo == pytest.approx(40.0 - math.log(1 + math.exp(-5.0)))   # ...its log-odds are not
+    assert cq.log_odds(np.log([0.5, 0.25, 0.25]), 0) == pytest.approx(0.0)
+
+
+def test_rate_and_pct():
+    assert cq.rate([True, False, True, True]) == (0.75, 4)
+    assert math.isnan(cq.rate([])[0])
+    assert cq.pct([True, False]) == "50.0% (2)"
+    assert cq.pct([]) == "-"
