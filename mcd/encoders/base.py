@@ -30,6 +30,8 @@ REGISTRY: dict[tuple[str, str], str] = {
     ("audio", "synth"): "mcd.encoders.synth:SynthAudioEncoder",
     ("visual", "hf-clip"): "mcd.encoders.hf_clip:HFClipVisualEncoder",
     ("audio", "hf-ast"): "mcd.encoders.hf_ast:HFASTAudioEncoder",
+    ("visual", "efficientnet-lite0"): "mcd.encoders.efficientnet_lite:EfficientNetLite0Encoder",
+    ("audio", "musicnn"): "mcd.encoders.musicnn:MusiCNNEncoder",
     ("text", "minilm"): "mcd.encoders.text:MiniLMTextEncoder",
     ("text", "hf-clip"): "mcd.encoders.text:HFClipTextEncoder",
 }
