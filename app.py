@@ -547,12 +547,12 @@ def launch(demo: gr.Blocks, settings: Settings, host: str | None = None, port: i
 
 
 def create_app(checkpoint: str | Path = DEFAULT_CHECKPOINT, settings: Settings = Settings(),
-               examples_file: Path = EXAMPLES_FILE) -> tuple[DemoApp, gr.Blocks]:
-    """Load the checkpoint once and lay out the page (not launched)."""
+               examples_file: Path = EXAMPLES_FILE, device=None) -> tuple[DemoApp, gr.Blocks]:
+    """Load the checkpoint once (on `device`: auto, cpu, cuda[:N]; default auto) and lay out the page."""
     import torch
 
     torch.set_num_threads(settings.threads())
-    pipe = Pipeline(checkpoint, limits=settings.limits())
+    pipe = Pipeline(checkpoint, limits=settings.limits(), device=device)
     app = DemoApp(pipe, settings, load_examples(examples_file))
     return app, app.build()
 
@@ -570,10 +570,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=int(env.get("MCD_CONCURRENCY", Settings.concurrency)),
                    help="requests processed at once (others wait in the queue)")
     p.add_argument("--torch-threads", type=int, default=None, help="torch threads (default: cores / concurrency)")
+    p.add_argument("--device", default=env.get("MCD_DEVICE", "auto"), metavar="auto|cpu|cuda[:N]",
+                   help="where the model and encoders run (default: $MCD_DEVICE or auto = CUDA when present)")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mcd.device import DeviceError, resolve_device
     from mcd.model.checkpoint import CheckpointError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -586,7 +589,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               "MCD_CHECKPOINT; `mcd train` writes one.", file=sys.stderr)
         return 2
     try:
-        _, demo = create_app(args.checkpoint, settings)
+        device = resolve_device(args.device, announce=True)
+    except DeviceError as exc:
+        print(f"app.py: {exc}", file=sys.stderr)
+        return 2
+    try:
+        _, demo = create_app(args.checkpoint, settings, device=device)
     except CheckpointError as exc:
         print(f"app.py: cannot load the checkpoint: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Latency of the demo's /answer handler for a 10-s clip with 1, 5 and 20 questions.
 
-    python bench/app_latency.py [--checkpoint DIR] [--clip FILE] [--runs 7] [--concurrency 2]
+    python bench/app_latency.py [--checkpoint DIR] [--clip FILE] [--runs 7] [--concurrency 2] [--device cuda]
 
 Each run is a request about a new clip: the pipeline's clip cache is emptied first ("cold": the text encoder's
 question cache too, so the questions are encoded afresh; "warm text": questions asked before), then `DemoApp.answer` (the
@@ -104,7 +104,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> int:
+    import torch
+
     import app
+    from mcd.device import DeviceError, resolve_device
     from mcd.serving.pipeline import DEFAULT_CHECKPOINT
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -114,12 +117,19 @@ def main() -> int:
     p.add_argument("--counts", default="1,5,20", help="question counts")
     p.add_argument("--concurrency", type=int, default=app.Settings.concurrency,
                    help="the app's concurrency setting (decides torch threads as the app does)")
+    p.add_argument("--device", default="cpu", metavar="auto|cpu|cuda[:N]",
+                   help="where the model and encoders run (default: cpu, the numbers the README reports)")
     args = p.parse_args()
     if not (args.checkpoint / "config.json").is_file():
         print(f"no checkpoint at {args.checkpoint}; pass --checkpoint or set MCD_CHECKPOINT", file=sys.stderr)
         return 2
     settings = app.Settings(concurrency=args.concurrency)
-    demo_app, _ = app.create_app(args.checkpoint, settings)
+    try:
+        device = resolve_device(args.device, announce=True)
+    except DeviceError as exc:
+        print(f"app_latency: {exc}", file=sys.stderr)
+        return 2
+    demo_app, _ = app.create_app(args.checkpoint, settings, device=device)
     with tempfile.TemporaryDirectory() as tmp:
         clip = args.clip or default_clip(Path(tmp))
         counts = [int(c) for c in args.counts.split(",")]
@@ -128,6 +138,7 @@ def main() -> int:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"clip {clip.name}: {info.duration:.1f} s, {info.width}x{info.height}; checkpoint {args.checkpoint}; "
               f"{os.cpu_count()} cores, torch threads {settings.threads()}, load average {load:.1f}; "
+              f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}; "
               f"{args.runs} runs per row (after 1 warm-up)\n")
         for mode in ("cold", "warm text"):
             text_too = mode == "cold"

@@ -46,6 +46,19 @@ class Batch:
             inputs["question_type"] = self.question_type
         return inputs
 
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        """This batch with its tensors (the grounding targets' too) on `device`; on their own device, itself."""
+        from mcd.device import move
+
+        return move(self, torch.device(device), non_blocking)
+
+    def pin_memory(self) -> "Batch":
+        """This batch in pinned memory (a DataLoader with `pin_memory=True` calls it), so `to(cuda,
+        non_blocking=True)` copies while the GPU computes."""
+        from mcd.device import pin
+
+        return pin(self)
+
 
 def record_objects(record) -> tuple[list[str], list[int]]:
     """The text objects of an annotated record (its keywords and type words)."""
@@ -158,8 +171,11 @@ class QADataset(torch.utils.data.Dataset):
                      video_index, [r.question_id for r in records], grounding, question_type)
 
     def loader(self, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0,
-               rank: int = 0, world_size: int = 1, mirror: bool = False) -> torch.utils.data.DataLoader:
-        """Video-grouped batches; `mirror` (training only) sees each clip in a mirror in about half the epochs."""
+               rank: int = 0, world_size: int = 1, mirror: bool = False,
+               pin_memory: bool = False) -> torch.utils.data.DataLoader:
+        """Video-grouped batches; `mirror` (training only) sees each clip in a mirror in about half the epochs;
+        `pin_memory` (for a CUDA model) hands out batches in page-locked memory."""
         sampler = VideoGroupedBatches(self.records, batch_size, shuffle, seed, rank, world_size, mirror)
         return torch.utils.data.DataLoader(self, batch_sampler=sampler, collate_fn=self.collate,
-                                           num_workers=num_workers, persistent_workers=num_workers > 0)
+                                           num_workers=num_workers, persistent_workers=num_workers > 0,
+                                           pin_memory=pin_memory)

@@ -43,7 +43,9 @@ class EncoderSet:
         return out
 
     @classmethod
-    def from_specs(cls, specs: dict, tensors: dict[str, torch.Tensor] | None = None) -> "EncoderSet":
+    def from_specs(cls, specs: dict, tensors: dict[str, torch.Tensor] | None = None,
+                   device: torch.device | str = "cpu") -> "EncoderSet":
+        """The three encoders, built on `device` (their `encode` outputs come back on the CPU)."""
         missing = [m for m in MODALITIES if m not in specs]
         if missing:
             raise EncoderSetError(f"encoder specs lack {missing}; found {sorted(specs)}")
@@ -52,11 +54,11 @@ class EncoderSet:
         for m in MODALITIES:
             prefix = f"{PREFIX}{m}."
             state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            built[m] = build_encoder(specs[m], state_dict=state or None)
+            built[m] = build_encoder(specs[m], state_dict=state or None, device=device)
         return cls(**built)
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> "EncoderSet":
+    def from_folder(cls, folder: str | Path, device: torch.device | str = "cpu") -> "EncoderSet":
         """Load `encoders.json` (+ `<modality>.safetensors` where present) written by `mcd pretrain-encoders`."""
         folder = Path(folder)
         spec_path = folder / "encoders.json"
@@ -68,4 +70,4 @@ class EncoderSet:
             weights = folder / f"{m}.safetensors"
             if weights.exists():
                 tensors.update({f"{PREFIX}{m}.{k}": v for k, v in load_file(weights).items()})
-        return cls.from_specs(specs, tensors)
+        return cls.from_specs(specs, tensors, device)

@@ -62,7 +62,7 @@ class HFClipVisualEncoder(PathSpecMixin, VisualEncoder):
         self.batch_size = batch_size
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.to(self.device).permute(0, 3, 1, 2).float() / 255.0
+        x = frames.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
         size = self.image_size
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)

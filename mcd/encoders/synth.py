@@ -222,7 +222,8 @@ class SynthVisualEncoder(nn.Module, VisualEncoder):
 
     def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 [T,H,W,3] -> normalised float [T,3,S,S]."""
-        return normalise_frames(resize_frames(as_frames(frames).to(self.device), self.arch["input_size"]))
+        frames = as_frames(frames).to(self.device, non_blocking=True)   # asynchronous from pinned memory
+        return normalise_frames(resize_frames(frames, self.arch["input_size"]))
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -289,7 +290,7 @@ class SynthAudioEncoder(nn.Module, AudioEncoder):
 
     def preprocess(self, audio_segments: np.ndarray | torch.Tensor) -> torch.Tensor:
         """[T, 16000] waveforms -> log-mel [T, 1, n_mels, frames] (training caches this)."""
-        return self.logmel(as_segments(audio_segments).to(self.device))
+        return self.logmel(as_segments(audio_segments).to(self.device, non_blocking=True))
 
     @torch.inference_mode()
     def encode(self, audio_segments: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -270,6 +270,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --checkpoint: where to write predictions; otherwise: the predictions to score")
     parser.add_argument("--annotations", metavar="FILE.json", help="MUSIC-AVQA annotations to score against")
     parser.add_argument("--report", metavar="REPORT.json", help="write the REPORT JSON here (atomically)")
+    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
+                        help="where the model and encoders run with --checkpoint (default: auto = CUDA when present)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -331,8 +333,11 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     cache is given), then score, write and print through `finish`."""
     from mcd.model.checkpoint import CheckpointError
     from mcd.data.features import FeatureCacheError
+    from mcd.device import configure_cuda, resolve_device
     from mcd.evaluation.inference import predict_split
 
+    device = resolve_device(args.device, announce=True)
+    configure_cuda(device)
     if args.data is None:
         raise CLIError("--checkpoint needs --data OUT (the benchmark folder with avqa-<split>.json and videos/)")
     if args.annotations is not None:
@@ -340,7 +345,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     split = args.split or "test"
     try:
         rows, records = predict_split(args.checkpoint, args.data, split, features=args.features,
-                                      batch_size=args.batch_size or 128)
+                                      batch_size=args.batch_size or 128, device=device)
     except (CheckpointError, FeatureCacheError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
     except ValueError as exc:  # annotation errors

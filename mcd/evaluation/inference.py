@@ -9,23 +9,28 @@ from typing import Iterable
 
 import torch
 
+from mcd.device import model_device, move, resolve_device
 from mcd.task.vocab import ANSWERS
 
 
 @torch.no_grad()
 def prediction_rows(model, batches: Iterable, head: str = "student", top_k: int = 5) -> list[dict]:
-    """`{question_id, pred, score, teacher_pred, teacher_score, top5}` per question; `head` picks the deciding head."""
+    """`{question_id, pred, score, teacher_pred, teacher_score, top5}` per question; `head` picks the deciding head.
+    Batches go to the model's device (non-blocking from pinned memory); the rows are made on the CPU."""
     if head not in ("student", "teacher"):
         raise ValueError(f"head must be 'student' or 'teacher', not {head!r}")
+    device = model_device(model)
     was_training = model.training
     model.eval()
     rows = []
     for batch in batches:
         inputs = batch.model_inputs()
         inputs.pop("labels", None)
+        if device.type != "cpu":
+            inputs = move(inputs, device, non_blocking=True)
         out = model(**inputs)
-        student = out.logits.float().softmax(-1)
-        teacher = out.teacher_logits.float().softmax(-1)
+        student = out.logits.float().softmax(-1).cpu()
+        teacher = out.teacher_logits.float().softmax(-1).cpu()
         probs = student if head == "student" else teacher
         top_p, top_i = probs.topk(top_k, dim=-1)
         t_p, t_i = teacher.max(-1)
@@ -50,11 +55,12 @@ def accuracy(rows: list[dict], answers: dict[int, str], key: str = "pred") -> fl
 
 
 def predict_split(checkpoint, data, split: str = "test", features=None, batch_size: int = 128,
-                  head: str | None = None, workers: int = 2, progress: bool = True):
+                  head: str | None = None, workers: int = 2, progress: bool = True, device=None):
     """Prediction rows and records for `data/avqa-<split>.json` with a checkpoint.
 
     Features come from `features` (a FeatureCache written with this checkpoint's encoders) or, when none is given,
     from decoding every clip of the split from its video file (`data/videos/`), exactly as the demo would.
+    `device` (a torch.device or auto/cpu/cuda[:N]; default the CPU) runs the model and the encoders.
     """
     import tempfile
     from pathlib import Path
@@ -68,9 +74,10 @@ def predict_split(checkpoint, data, split: str = "test", features=None, batch_si
     from mcd.encoders.encoder_set import EncoderSet
 
     data = Path(data)
+    device = resolve_device(device or "cpu")
     loaded = load_checkpoint(checkpoint)
-    model = loaded.model.eval()
-    encoders = EncoderSet.from_specs(loaded.config["encoders"], loaded.extra_tensors)
+    model = loaded.model.eval().to(device)
+    encoders = EncoderSet.from_specs(loaded.config["encoders"], loaded.extra_tensors, device=device)
     T = int(loaded.config.get("T", model.config.T))
     head = head or loaded.config.get("provenance", {}).get("head", "student")
     records = load_annotations(data / f"avqa-{split}.json")
@@ -78,7 +85,8 @@ def predict_split(checkpoint, data, split: str = "test", features=None, batch_si
     if features is None:
         tmp = tempfile.TemporaryDirectory(prefix="mcd-eval-")
         cache = FeatureCache(tmp.name, meta=encoder_meta(encoders, T))
-        result = extract(benchmark_videos(data, [split]), encoders, cache, T, workers=workers, progress=progress)
+        result = extract(benchmark_videos(data, [split]), encoders, cache, T, workers=workers, progress=progress,
+                         device=device)
         if result["failed"]:
             raise FeatureCacheError(f"{len(result['failed'])} clips could not be decoded, e.g. "
                                     f"{next(iter(result['failed'].items()))}")
@@ -88,7 +96,8 @@ def predict_split(checkpoint, data, split: str = "test", features=None, batch_si
     try:
         bank = TextBank(encoders.text, [r.question for r in records], [record_objects(r) for r in records])
         dataset = QADataset(records, cache.load, bank)
-        rows = prediction_rows(model, dataset.loader(batch_size, shuffle=False), head=head)
+        rows = prediction_rows(model, dataset.loader(batch_size, shuffle=False, pin_memory=device.type == "cuda"),
+                               head=head)
     finally:
         if tmp is not None:
             tmp.cleanup()

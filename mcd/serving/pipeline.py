@@ -21,6 +21,7 @@ from mcd import media
 from mcd.serving import ood
 from mcd.model.checkpoint import load_checkpoint
 from mcd.data.text_bank import TextBank, object_phrases
+from mcd.device import move, resolve_device
 from mcd.encoders.encoder_set import EncoderSet
 from mcd.model.grounding import GROUNDING_POSITIONS
 from mcd.task.questions import LEXICON, TEMPLATES, EmptyQuestionError, parse, type_index
@@ -183,13 +184,16 @@ class Pipeline:
     """One loaded checkpoint serving many requests; thread-safe (the Gradio queue runs events concurrently)."""
 
     def __init__(self, checkpoint: str | Path = DEFAULT_CHECKPOINT, cache_clips: int = 32,
-                 limits: media.MediaLimits | None = None):
+                 limits: media.MediaLimits | None = None, device: str | torch.device | None = None):
+        """`device`: where the model and encoders run (auto, cpu, cuda, cuda:N; default auto = CUDA when present).
+        Clip features and every result stay on the CPU."""
+        self.device = resolve_device(device)
         self.checkpoint_dir = Path(checkpoint)
         loaded = load_checkpoint(self.checkpoint_dir)
         self.config = loaded.config
         self.metrics = loaded.metrics if hasattr(loaded, "metrics") else {}
-        self.model = loaded.model.eval()
-        self.encoders = EncoderSet.from_specs(self.config["encoders"], loaded.extra_tensors)
+        self.model = loaded.model.eval().to(self.device)
+        self.encoders = EncoderSet.from_specs(self.config["encoders"], loaded.extra_tensors, self.device)
         self.T = int(self.config.get("T", self.model.config.T))
         self.ood = self.config.get("ood")
         # the instruments the model was trained on (format-1 checkpoints predate the entry: the first world's)
@@ -282,6 +286,12 @@ class Pipeline:
         tokens, mask = bank.questions(texts)
         return QuestionText(tokens, mask, *bank.objects(objs), [phrases for phrases, _ in objs])
 
+    def _forward(self, **inputs):
+        """The model's forward on its device, the output back on the CPU (no-op moves on the CPU)."""
+        if self.device.type == "cpu":
+            return self.model(**inputs)
+        return move(self.model(**move(inputs, self.device)), torch.device("cpu"))
+
     @torch.no_grad()
     def answer_features(self, visual: torch.Tensor, audio: torch.Tensor, parsed: list,
                         text: QuestionText | None = None) -> list[QuestionResult]:
@@ -291,11 +301,11 @@ class Pipeline:
             text = self._text_worker.submit(self._encode_text, parsed).result()
         tokens, mask, objects, objects_mask, objects_kind = (text.tokens, text.mask, text.objects,
                                                              text.objects_mask, text.objects_kind)
-        out = self.model(visual=visual.unsqueeze(0).expand(n, *visual.shape),
-                         audio=audio.unsqueeze(0).expand(n, *audio.shape),
-                         question=tokens.float(), question_mask=mask, objects=objects, objects_mask=objects_mask,
-                         objects_kind=objects_kind,
-                         question_type=torch.tensor([type_index(p.type) for p in parsed], dtype=torch.long))
+        out = self._forward(visual=visual.unsqueeze(0).expand(n, *visual.shape),
+                            audio=audio.unsqueeze(0).expand(n, *audio.shape),
+                            question=tokens.float(), question_mask=mask, objects=objects, objects_mask=objects_mask,
+                            objects_kind=objects_kind,
+                            question_type=torch.tensor([type_index(p.type) for p in parsed], dtype=torch.long))
         student = out.logits.float().softmax(-1).numpy()
         teacher = out.teacher_logits.float().softmax(-1).numpy()
         cos_v = torch.nn.functional.cosine_similarity(out.z_q, out.z_v, dim=-1).numpy()

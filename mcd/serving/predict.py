@@ -20,21 +20,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--question", action="append", default=[], help="a question (repeatable)")
     p.add_argument("--questions-file", type=Path, help="a text file with one question per line")
     p.add_argument("--out", type=Path, help="also write the JSON here")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda[:N]",
+                   help="where the model and encoders run (default: auto = CUDA when present)")
 
 
 def run(args: argparse.Namespace) -> int:
     from mcd import media
     from mcd.model.checkpoint import CheckpointError
     from mcd.cli import CLIError
+    from mcd.device import resolve_device
     from mcd.serving.pipeline import Pipeline, QuestionsError
 
+    device = resolve_device(args.device, announce=True)
     questions = list(args.question)
     if args.questions_file:
         if not args.questions_file.exists():
             raise CLIError(f"questions file {args.questions_file} does not exist")
         questions += args.questions_file.read_text().splitlines()
     try:
-        pipe = Pipeline(args.checkpoint)
+        pipe = Pipeline(args.checkpoint, device=device)
         answers = pipe.answer(args.video, questions)
     except (CheckpointError, QuestionsError) as exc:
         raise CLIError(str(exc)) from exc

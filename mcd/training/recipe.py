@@ -58,8 +58,11 @@ class TrainSection:
     mirror: bool = False                # see each training clip left-right mirrored in about half the epochs
     ema: float | None = None            # evaluate, keep and publish a moving average of the weights (decay)
     expert_refit_epochs: int = 0        # `mcd calibrate` refits the grounded expert for this many epochs first
-    processes: int = 1                  # `mcd train` runs this many data-parallel processes (torchrun, gloo);
-                                        # they share out the clips of each batch, so the steps stay the same
+    processes: int = 1                  # `mcd train` runs this many data-parallel processes (torchrun: gloo on
+                                        # the CPU, nccl with one GPU each on CUDA); they share out the clips of
+                                        # each batch, so the steps stay the same
+    device: str = "auto"                # auto (CUDA when present), cpu, cuda, cuda:N; `mcd train --device` wins
+    amp: str = "off"                    # "bf16": the forward under bf16 autocast on CUDA cards that support it
 
 
 @dataclass

@@ -85,11 +85,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="recipe JSON")
     p.add_argument("--publish", type=Path, help="copy the result here with metrics.json and a model card")
     p.add_argument("--workers", type=int, default=2, help="processes for synth and decoding")
+    p.add_argument("--device", default=None, metavar="auto|cpu|cuda[:N]",
+                   help="passed to extract, train and evaluate (default: auto for extract and evaluate, the "
+                        "recipe's train.device for train)")
 
 
 def run(args: argparse.Namespace) -> int:
     from mcd.model.checkpoint import load_checkpoint
     from mcd.cli import CLIError
+    from mcd.device import resolve_device
     from mcd.evaluation.evaluate import format_table
     from mcd.training.model_card import render
     from mcd.training.recipe import RecipeError, load_recipe
@@ -98,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.config)
     except RecipeError as exc:
         raise CLIError(str(exc)) from exc
+    resolve_device(args.device or recipe.train.device)   # a device this machine lacks fails before any stage
+    dev = [f"--device={args.device}"] if args.device else []
     s, root = recipe.synth, Path(recipe.data.root)
     fresh = Path(f"{recipe.data.root}-fresh-test")
     out = Path(recipe.out)
@@ -115,15 +121,16 @@ def run(args: argparse.Namespace) -> int:
     _stage("pretrain-encoders", ["pretrain-encoders", "--data", str(root), "--out", recipe.encoders,
                                  "--workers", w, *pre], seconds, done=(Path(recipe.encoders) / "encoders.json").exists())
     _stage("extract", ["extract", "--data", str(root), "--encoders", recipe.encoders, "--cache",
-                       recipe.data.features, "--workers", w, "--T", str(EXTRACT_T)], seconds,
+                       recipe.data.features, "--workers", w, "--T", str(EXTRACT_T), *dev], seconds,
            done=_features_ready(root, recipe.encoders, recipe.data.features))
-    _stage("train", ["train", "--config", args.config, "--quiet", "--resume"], seconds,
+    _stage("train", ["train", "--config", args.config, "--quiet", "--resume", *dev], seconds,
            done=_training_finished(out, recipe.train.epochs, recipe.train.patience))
     if grounding_section(recipe.model).get("expert"):
         _stage("calibrate", ["calibrate", "--config", args.config], seconds, done=_calibrated(out / "best"))
     report_path = out / "fresh-test-report.json"
     _stage("evaluate", ["evaluate", "--checkpoint", str(out / "best"), "--data", str(fresh), "--split", "test",
-                        "--predictions", str(out / "fresh-test-predictions.jsonl"), "--report", str(report_path)],
+                        "--predictions", str(out / "fresh-test-predictions.jsonl"), "--report", str(report_path),
+                        *dev],
            seconds, done=_newer(report_path, out / "best" / "model.safetensors")
            and _newer(report_path, out / "best" / "config.json"))
     report = json.loads(report_path.read_text())

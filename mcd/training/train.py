@@ -4,12 +4,18 @@ Adam with linear warm-up and cosine decay, gradient clipping, the best-on-val ch
 `OUT/last.pt`, seeds, and optionally a moving average of the weights (`train.ema`, `mcd/training/ema.py`) that is what gets
 evaluated and saved.
 
-Data parallel through `torchrun` (gloo: the loop trains on the CPU): the ranks share out the clips of each batch
-of one process (mcd.data.dataset.VideoGroupedBatches), so a run makes the same optimizer steps over the same
-questions however many processes share it; rank 0 evaluates, logs and saves, with the other ranks' threads while
-they wait. `train.processes > 1` makes `mcd train` launch the ranks itself. Why two processes on a 2-core machine:
-this model's operations are too small for two threads to split well, and one single-threaded process per core
-makes an epoch of the shipped recipe about a fifth faster (`README.md`, must-show 5).
+Device (`--device`, else the recipe's `train.device`, default "auto": CUDA when present; mcd/device.py): the
+model, its optimizer state and every batch live there; on CUDA the loaders pin their batches and the copies are
+non-blocking, the loss sums stay on the GPU until the epoch ends (no sync per step), and `train.amp="bf16"` runs
+the forward under bf16 autocast where the card supports it (float32 elsewhere, said once on stderr).
+
+Data parallel through `torchrun`: gloo on the CPU, nccl on CUDA with one process per GPU (LOCAL_RANK picks it).
+The ranks share out the clips of each batch of one process (mcd.data.dataset.VideoGroupedBatches), so a run makes
+the same optimizer steps over the same questions however many processes share it; rank 0 evaluates, logs and
+saves, with the other ranks' threads while they wait. `train.processes > 1` makes `mcd train` launch the ranks
+itself (on CUDA: as many as GPUs to use). Why two processes on a 2-core machine: this model's operations are too
+small for two threads to split well, and one single-threaded process per core makes an epoch of the shipped recipe
+about a fifth faster (`README.md`, must-show 5).
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import copy
 
 import argparse
 import contextlib
+import datetime
 import json
 import math
 import os
@@ -40,6 +47,7 @@ from mcd.synth.grounding import GROUNDING_INSTRUMENTS, GroundingError, SceneGrou
 from mcd.data.mirror import MirrorError, grid_side, mirror_record
 from mcd.data.music_avqa import load_annotations
 from mcd.data.text_bank import TextBank
+from mcd.device import DeviceError, add_device_argument, autocast, configure_cuda, move, resolve_device
 from mcd.training.ema import WeightAverage
 from mcd.evaluation.inference import accuracy, prediction_rows
 from mcd.model.mcd import MCD
@@ -61,14 +69,30 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
 
 
 class DistEnv:
-    """Rank/world of this process; a no-op outside torchrun."""
+    """Rank/world of this process; a no-op outside torchrun. The process group is gloo for a CPU `device` and
+    nccl for a CUDA one (whose GPU, cuda:LOCAL_RANK, the caller chose with `rank_device`)."""
 
-    def __init__(self):
+    def __init__(self, device: torch.device | None = None):
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.enabled = self.world_size > 1
+        self.device = device or torch.device("cpu")
+        self.backend = "nccl" if self.device.type == "cuda" else "gloo"
         if self.enabled and not torch.distributed.is_initialized():
-            torch.distributed.init_process_group(backend="gloo")   # the model and its batches stay on the CPU
+            # the other ranks wait at a barrier while rank 0 evaluates and saves (its first best also reads every
+            # training clip's features for the OOD statistics): nccl's 10-minute default is too short for that
+            torch.distributed.init_process_group(backend=self.backend, timeout=datetime.timedelta(hours=1))
+
+    @staticmethod
+    def rank_device(device: torch.device) -> torch.device:
+        """The device of this rank: under torchrun on CUDA one GPU per process, cuda:LOCAL_RANK; else `device`."""
+        if device.type != "cuda" or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return device
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise DeviceError(f"rank {local} of this machine has no GPU of its own ({torch.cuda.device_count()} "
+                              "CUDA devices): run at most one process per GPU")
+        return torch.device("cuda", local)
 
     @property
     def is_main(self) -> bool:
@@ -163,13 +187,15 @@ def feature_dims(load_features, video_id: str, text_dim: int) -> dict:
     return {"visual_dim": Dv, "audio_dim": feats["audio"].shape[-1], "text_dim": text_dim, "T": T, "P": P}
 
 
-def unused_parameters(model: torch.nn.Module, loader) -> list[str]:
+def unused_parameters(model: torch.nn.Module, loader, device: torch.device | None = None) -> list[str]:
     """Names of the trainable parameters that a training step of the loader's first batch leaves without a gradient
     (a variant's idle layers: with `model.lambda_kd=0`, the approximation layers that learn only from the
     distillation). The probe runs on a fork of the random state (starting a DataLoader iterator draws from it too)
     and its gradients are dropped, so the run that follows is the one it would have been."""
-    with torch.random.fork_rng():
-        model(**next(iter(loader)).model_inputs()).loss.backward()
+    devices = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        inputs = next(iter(loader)).model_inputs()
+        model(**(move(inputs, device) if device is not None else inputs)).loss.backward()
     names = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     model.zero_grad(set_to_none=True)
     return names
@@ -181,18 +207,26 @@ def evaluated_weights(model: torch.nn.Module, average: WeightAverage | None):
     return average.applied(model) if average is not None else contextlib.nullcontext()
 
 
-def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
-    """Train per `recipe`; returns the best val metrics. Writes OUT/best (checkpoint), OUT/last.pt, OUT/log.jsonl."""
+def train(recipe: Recipe, resume: bool = False, progress: bool = True, device: str | None = None) -> dict:
+    """Train per `recipe`; returns the best val metrics. Writes OUT/best (checkpoint), OUT/last.pt, OUT/log.jsonl.
+    `device` (auto, cpu, cuda, cuda:N) overrides the recipe's `train.device`."""
     from mcd.model.checkpoint import save_checkpoint
     from mcd.data.extract import load_encoders
 
-    dist = DistEnv()
     cfg = recipe.train
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    device = DistEnv.rank_device(resolve_device(device or cfg.device, announce=main_rank,
+                                                what="--device" if device else "train.device"))
+    configure_cuda(device)
+    on_cuda = device.type == "cuda"
+    forward_context = lambda: autocast(device, cfg.amp)   # noqa: E731 (a fresh context per step)
+    autocast(device, cfg.amp, announce=main_rank)         # checks the value; says when bf16 is not used
+    dist = DistEnv(device)
     seed_everything(cfg.seed)
     out = Path(recipe.out)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    encoders = load_encoders(recipe.encoders)
+    encoders = load_encoders(recipe.encoders, device)   # the text encoder encodes every question there
     records, load_features, bank = build_data(recipe, encoders.text, (recipe.data.train_split, recipe.data.val_split))
     dims = feature_dims(load_features, records[recipe.data.train_split][0].video_id, encoders.text.dim)
     grounding = scene_grounding(recipe, dims["T"])
@@ -206,14 +240,15 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
             grid_side(config.P)
         except MirrorError as exc:
             raise RecipeError(f"train.mirror: {exc}") from exc
-    model = MCD(config)
+    model = MCD(config).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel for every parameter's update; the per-tensor loop was 10% of a CPU step of the recipe
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     # each rank takes its share of the clips of every batch of one process
     train_loader = train_set.loader(cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
-                                    rank=dist.rank, world_size=dist.world_size, mirror=cfg.mirror)
-    val_loader = val_set.loader(cfg.batch_size, shuffle=False, num_workers=cfg.num_workers)
+                                    rank=dist.rank, world_size=dist.world_size, mirror=cfg.mirror,
+                                    pin_memory=on_cuda)
+    val_loader = val_set.loader(cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, pin_memory=on_cuda)
     total_steps = cfg.epochs * len(train_loader)
     try:
         average = WeightAverage(model, cfg.ema) if cfg.ema is not None else None
@@ -229,6 +264,8 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
         optimizer.load_state_dict(saved["optimizer"])
         state = json.loads(saved["state"])
         torch.set_rng_state(saved["rng"])
+        if on_cuda and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
         if average is None and "ema" in saved:
             raise RecipeError(f"{last_path} was saved with train.ema={saved['ema']['decay']}; resume it with the same "
                               "value, or start afresh")
@@ -248,9 +285,10 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
         # `static_graph=True` was 5-8% faster still but changed the training (summed loss after 60 steps of the
         # shipped recipe 1306.7 against 1293.75 for every other setting, which agree to the last digit).
         train_loader.batch_sampler.set_epoch(state["epoch"])
-        for name in dist.union(unused_parameters(model, train_loader)):
+        for name in dist.union(unused_parameters(model, train_loader, device)):
             model.get_parameter(name).requires_grad_(False)
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None,
+                                                              gradient_as_bucket_view=True)
     # a fresh run starts its own log: appending would splice an older run's epochs into this one's
     log = open(out / "log.jsonl", "a" if resumed else "w") if dist.is_main else None
     ood_stats = None
@@ -262,14 +300,18 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
             # and a resumed run the stream it would have had (last.pt holds rank 0's state only)
             torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + dist.rank)
         model.train()
-        sums: dict[str, float] = {}
+        # float64 sums, on the device: the same additions as Python floats, without a GPU sync every step
+        sums: dict[str, torch.Tensor] = {}
         n_batches = 0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not (progress and dist.is_main), leave=False)
         for batch in bar:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state["step"], total_steps, cfg.warmup_steps, cfg.lr)
-            out_ = ddp_model(**batch.model_inputs())
+            if on_cuda:
+                batch = batch.to(device, non_blocking=True)
+            with forward_context():
+                out_ = ddp_model(**batch.model_inputs())
             optimizer.zero_grad(set_to_none=True)
             out_.loss.backward()
             if cfg.grad_clip:
@@ -280,8 +322,11 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
             state["step"] += 1
             n_batches += 1
             for k, v in {"loss": out_.loss, **out_.losses}.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            bar.set_postfix(loss=f"{sums['loss'] / n_batches:.3f}")
+                v = v.detach().double()
+                sums[k] = sums[k] + v if k in sums else v
+            if not bar.disable and (n_batches % 10 == 1 or not on_cuda):
+                bar.set_postfix(loss=f"{float(sums['loss']) / n_batches:.3f}")
+        sums = {k: float(v) for k, v in sums.items()}
         state["epoch"] = epoch + 1
         with dist.main_rank_threads():  # the other ranks wait at the barrier below
             if dist.is_main:
@@ -322,9 +367,11 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
                 tmp = last_path.with_suffix(".tmp")
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                             "state": json.dumps(state), "rng": torch.get_rng_state(),
+                            **({"cuda_rng": torch.cuda.get_rng_state(device)} if on_cuda else {}),
                             **({"ema": average.state_dict()} if average is not None else {})}, tmp)
                 os.replace(tmp, last_path)
-        stop = torch.tensor([int(cfg.patience is not None and state["stale"] >= cfg.patience)])
+        stop = torch.tensor([int(cfg.patience is not None and state["stale"] >= cfg.patience)],
+                            device=device if dist.backend == "nccl" else "cpu")
         if dist.enabled:
             torch.distributed.broadcast(stop, 0)
         dist.barrier()
@@ -333,7 +380,8 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict:
     if log:
         log.close()
     result = {"best_val_acc": state["best_acc"], "best": state["best"], "steps": state["step"],
-              "seconds": round(time.perf_counter() - started, 1), "world_size": dist.world_size}
+              "seconds": round(time.perf_counter() - started, 1), "world_size": dist.world_size,
+              "device": str(device)}
     dist.close()
     return result
 
@@ -345,6 +393,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: the recipe's `out`)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_argument(p, default=None, help_extra="; overrides train.device")
 
 
 def launch(processes: int, args: argparse.Namespace) -> int:
@@ -354,6 +403,7 @@ def launch(processes: int, args: argparse.Namespace) -> int:
     argv += [f"--out={args.out}"] if args.out else []
     argv += ["--resume"] if args.resume else []
     argv += ["--quiet"] if args.quiet else []
+    argv += [f"--device={args.device}"] if getattr(args, "device", None) else []
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
@@ -370,9 +420,14 @@ def run(args: argparse.Namespace) -> int:
         processes = recipe.train.processes
         if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
             raise RecipeError(f"train.processes must be a whole number of at least 1, got {processes!r}")
+        if recipe.train.amp not in ("off", "bf16"):
+            raise RecipeError(f"train.amp must be 'off' or 'bf16', got {recipe.train.amp!r}")
+        device = getattr(args, "device", None)
+        # a bad or absent device fails here, before any work (and before torchrun starts ranks)
+        resolve_device(device or recipe.train.device, what="--device" if device else "train.device")
         if processes > 1 and "WORLD_SIZE" not in os.environ:
             return launch(processes, args)
-        result = train(recipe, resume=args.resume, progress=not args.quiet)
+        result = train(recipe, resume=args.resume, progress=not args.quiet, device=device)
     except (RecipeError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from exc
     if int(os.environ.get("RANK", "0")) == 0:
