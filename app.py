@@ -6,7 +6,8 @@ UI only: answering is `mcd.serving.pipeline.Pipeline`, figures are `mcd.serving.
 out the page, turns inputs into pipeline calls and every failure into a message a person can act on.
 
 Serving: the main event is the public API endpoint `/answer` (clip + questions text -> results JSON,
-table and the first question's figures); every other event is private. The queue runs a few events at once;
+table and the first question's figures) and the JSON-only `/predict` (clip + questions text -> the answer contract
+alone); every other event is private. The queue runs a few events at once;
 uploads above the size limit are refused by Gradio before they reach the model; only files under `assets/` and
 Gradio's temp/cache folders are served. `GRADIO_ROOT_PATH` sets the mount point behind a proxy, and
 `GRADIO_SERVER_NAME`/`GRADIO_SERVER_PORT` are honoured when --host/--port are not given (Hugging Face Spaces).
@@ -367,6 +368,21 @@ class DemoApp:
             raise user_error(f"There is no question {index + 1}.", title="Selection")
         return QuestionView(question_header(index, session.results[index]), self._figures(session, index)).flat()
 
+    def predict(self, video: str | None, questions: str | None) -> dict:
+        """The JSON-only API event `/predict`: exactly the answer contract (`AnswerSet.to_json`), no figures."""
+        if not video:
+            raise user_error("Please upload a video clip first.", title="No clip")
+        try:
+            return self.pipe.answer(video, split_questions(questions or "")).to_json()
+        except QuestionsError as exc:
+            raise user_error(str(exc), title="Questions") from None
+        except media.MediaError as exc:
+            raise user_error(f"This clip cannot be used: {exc.user_message}.", title="Clip") from None
+        except Exception as exc:  # never a traceback for the client; the log keeps it
+            log.exception("predict failed")
+            raise user_error(f"Something went wrong while answering ({type(exc).__name__}); please try another "
+                             "clip.", title="Error") from None
+
     # -- analysis tab --------------------------------------------------------------------------------------
     def load_predictions(self, predictions: str | None, annotations: str | None):
         from mcd.task.questions import QUESTION_TYPES
@@ -530,6 +546,10 @@ class DemoApp:
             rows_table.select(self.open_row, inputs=[shown_rows, bench_dir],
                               outputs=[detail, detail_video, *detail_plots],
                               **private)
+            # API only, no trigger on the page: the answer contract alone (under 1 KB per question, no figures).
+            # Its hidden output sits after the tabs: between them it would split the tab bar in two.
+            gr.on([], self.predict, inputs=[video, questions], outputs=[gr.JSON(visible=False)], api_name="predict",
+                  api_description="Answer questions (one per line) about a clip: the answer contract JSON only")
         return demo
 
 

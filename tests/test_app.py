@@ -131,9 +131,9 @@ def ask(client, video, questions: str):
 
 # ------------------------------------------------------------------------------------------------ server
 
-def test_only_answer_is_public(client):
+def test_only_answer_and_predict_are_public(client):
     api = client.view_api(print_info=False, return_format="dict")
-    assert list(api["named_endpoints"]) == ["/answer"]
+    assert sorted(api["named_endpoints"]) == ["/answer", "/predict"]      # /predict: tests/test_api_predict.py
     assert not api["unnamed_endpoints"]
     params = [p["parameter_name"] for p in api["named_endpoints"]["/answer"]["parameters"]]
     assert params == ["video", "questions"]
