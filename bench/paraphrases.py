@@ -211,10 +211,12 @@ def understanding(args) -> int:
             print(f"| {cat} | {c['n']} | {c['refused'] / c['n']:.0%} |")
     # latency: understanding 20 reworded questions never seen before (the semantic matcher runs for each)
     print("\nunderstanding latency (20 questions per request, new strings each time; MiniLM on this CPU):")
-    pool = [q for *_, q in asked]
-    for label, qs_of in (("reworded", lambda k: pool[k * 20:(k + 1) * 20]),
+    # 20 rewordings drawn at random (consecutive rows are fillings of one rewording, which delexicalise alike)
+    picks = random.Random(args.seed + 1).sample(range(len(asked)), 20 * args.runs)
+    pool = [asked[i] for i in picks]
+    for label, qs_of in (("reworded", lambda k: [q for *_, q in pool[k * 20:(k + 1) * 20]]),
                          ("template wording", lambda k: [fill_template(t.text, v) + "?" for _, t, v, _ in
-                                                         asked[k * 20:(k + 1) * 20]])):
+                                                         pool[k * 20:(k + 1) * 20]])):
         times = []
         for k in range(args.runs):
             qs = [f"{q} ({k})" if label == "reworded" else q for q in qs_of(k)]
