@@ -41,7 +41,11 @@ ASSETS = ROOT / "assets"
 EXAMPLES_FILE = ASSETS / "examples.json"
 log = logging.getLogger("mcd.app")
 
-RESULT_COLUMNS = ["#", "question", "type", "answer", "confidence", "teacher answer", "agree", "expected"]
+RESULT_COLUMNS = ["#", "question", "understood as", "type", "answer", "confidence", "teacher answer", "agree",
+                  "expected"]
+#: The answer cell of a question that was not answered, by status (docs/contracts.md).
+REFUSED_CELL = {"out_of_scope": "— (out of scope)", "unknown_instrument": "— (unknown instrument)",
+                "invalid": "— (invalid question)"}
 FIGURE_LABELS = {"top5": "Answer candidates (student)", "teacher_student": "Teacher vs student",
                  "temporal": "Temporal clues", "heatmap": "Spatial clues (heatmap)",
                  "association": "Audio-visual association", "objects": "Text objects"}
@@ -218,17 +222,33 @@ def clip_warnings(summary: dict) -> list[str]:
 
 
 def results_table(results: Sequence, expected: dict[str, str] | None = None) -> pd.DataFrame:
-    """One row per question; "expected" is the ground truth of example clips (empty for other clips)."""
+    """One row per question, with what it was understood as; a refused question's answer cell says why (no
+    confidence, no teacher). "expected" is the ground truth of example clips (empty for other clips)."""
     expected = expected or {}
-    rows = [[i + 1, r.question, r.type, r.answer, round(r.confidence, 3), r.teacher_answer,
-             "yes" if r.agree else "no", expected.get(r.question, "")] for i, r in enumerate(results)]
+    rows = []
+    for i, r in enumerate(results):
+        status = getattr(r, "status", "answered")
+        understood = getattr(r, "understood_as", None) or ""
+        if status != "answered":
+            rows.append([i + 1, r.question, understood, r.type, REFUSED_CELL.get(status, f"— ({status})"), None,
+                         "", "", expected.get(r.question, "")])
+            continue
+        rows.append([i + 1, r.question, understood, r.type, r.answer, round(r.confidence, 3), r.teacher_answer,
+                     "yes" if r.agree else "no", expected.get(r.question, "")])
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
 def question_header(index: int, r) -> str:
     note = f"  \n*{r.note}*" if r.note else ""
+    status = getattr(r, "status", "answered")
+    understood = getattr(r, "understood_as", None)
+    asked = (f"  \nUnderstood as: *{understood}?*" if understood and understood.rstrip("?") != r.question.rstrip("?")
+             else "")
+    if status != "answered":
+        return (f"**Question {index + 1}:** {r.question}{asked}  \n"
+                f"**Not answered** ({status.replace('_', ' ')}).{note}")
     agree = "agrees" if r.agree else "**disagrees**"
-    return (f"**Question {index + 1}:** {r.question}  \n"
+    return (f"**Question {index + 1}:** {r.question}{asked}  \n"
             f"Answer **{r.answer}** ({r.confidence:.1%}); the teacher {agree} ({r.teacher_answer}, "
             f"{r.teacher_confidence:.1%}). Type {r.type}; keywords {', '.join(r.keywords) or 'none'}; "
             f"cos(z_q, z_v) = {r.cos_q_v:.2f}, cos(z_q, z_a) = {r.cos_q_a:.2f}.{note}{referent_line(r)}")
@@ -356,6 +376,8 @@ class DemoApp:
                           clip_markdown(summary, self.pipe.ood_threshold), session).flat()
 
     def _figures(self, session: Session, index: int) -> list:
+        if getattr(session.results[index], "refused", False):     # not put to the model: nothing to draw
+            return [None] * len(viz.FIGURE_NAMES)
         figs = viz.question_figures(session.results[index], session.frames, session.timestamps, session.duration)
         return [figs[name] for name in viz.FIGURE_NAMES]
 

@@ -157,9 +157,11 @@ def test_answer_matches_mcd_predict_and_returns_figures(server, client, examples
     assert payload["answers"] == predicted["answers"]          # answers, confidences, top-5, teacher, clues
     assert payload["clip"] == predicted["clip"]
     table = out[TABLE]
-    assert [row[3] for row in table["data"]] == [a["answer"] for a in predicted["answers"]]
-    assert [row[5] for row in table["data"]] == [a["teacher_answer"] for a in predicted["answers"]]
-    assert [row[7] for row in table["data"]] == [example.answers.get(q, "") for q in example.questions]
+    col = {name: table["headers"].index(name) for name in ("answer", "teacher answer", "expected", "understood as")}
+    assert [row[col["answer"]] for row in table["data"]] == [a["answer"] for a in predicted["answers"]]
+    assert [row[col["teacher answer"]] for row in table["data"]] == [a["teacher_answer"] for a in predicted["answers"]]
+    assert [row[col["expected"]] for row in table["data"]] == [example.answers.get(q, "") for q in example.questions]
+    assert [row[col["understood as"]] for row in table["data"]] == [a["understood_as"] for a in predicted["answers"]]
     assert out[HEADER].startswith(f"**Question 1:** {example.questions[0]}")
     for plot in out[PLOTS]:
         image = decode_plot(plot)

@@ -15,7 +15,7 @@ import torch
 
 from mcd.cli import main
 from mcd.synth.grounding import GROUNDING_INSTRUMENTS
-from mcd.model import MCD
+from mcd.model.checkpoint import load_checkpoint
 from mcd.task.questions import QUESTION_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,22 +113,23 @@ def test_mirrored_training_runs_on_the_real_loop(quick_run):
 
 
 def test_grounded_training_runs_on_the_real_loop(quick_run, capsys):
-    """`model.object_grounding` (with the shipped recipe's referent_query, grounded_answer and grounded_expert)
+    """`model.extensions.grounding` (enabled, with the shipped recipe's referent_query, grounded_answer and expert)
     through `mcd train`: the scene graphs are read beside the annotations, the logged grounding loss falls over two
     epochs, and the checkpoint records the flags and loads with its head. Then `mcd calibrate` writes per-type
     expert weights into it without touching the weights, and `mcd evaluate` on val, through the model's own
     per-question lookup, scores exactly the calibrated accuracy it printed."""
     with contextlib.chdir(quick_run):
-        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "model.object_grounding=true",
-                     "--set", "model.referent_query=true", "--set", "model.grounded_answer=true",
-                     "--set", "model.grounded_expert=true", "--set", "train.epochs=2", "--out", "runs/grounded"]) == 0
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "model.extensions.grounding.enabled=true",
+                     "--set", "model.extensions.grounding.referent_query=true", "--set", "model.extensions.grounding.grounded_answer=true",
+                     "--set", "model.extensions.grounding.expert=true", "--set", "train.epochs=2", "--out", "runs/grounded"]) == 0
     log = [json.loads(line) for line in (quick_run / "runs/grounded/log.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log] == [1, 2]
     assert 0 < log[1]["train_grounding"] < log[0]["train_grounding"]
     config = json.loads((quick_run / "runs/grounded/best/config.json").read_text())
-    assert config["model"]["object_grounding"] is config["model"]["referent_query"] is True
-    assert config["model"]["grounding_classes"] == len(GROUNDING_INSTRUMENTS)
-    model = MCD.from_pretrained(quick_run / "runs/grounded/best")
+    grounding = config["model"]["extensions"]["grounding"]
+    assert grounding["enabled"] is grounding["referent_query"] is True
+    assert grounding["classes"] == len(GROUNDING_INSTRUMENTS)
+    model = load_checkpoint(quick_run / "runs/grounded/best").model
     assert model.keywords.grounding.proj.out_features > 0 and model.keywords.referent_readout.shape[1] == 2 * model.keywords.grounding.width
 
     best = quick_run / "runs/grounded/best"
@@ -142,7 +143,7 @@ def test_grounded_training_runs_on_the_real_loop(quick_run, capsys):
         assert main(["evaluate", "--checkpoint", "runs/grounded/best", "--data", "data/synth-quick", "--split", "val",
                      "--features", "cache/synth-quick", "--report", "runs/grounded/val-report.json"]) == 0
     config = json.loads((best / "config.json").read_text())
-    chosen = config["model"]["expert_type_weights"]
+    chosen = config["model"]["extensions"]["grounding"]["expert_type_weights"]
     assert len(chosen) >= 5 and set(chosen) <= set(QUESTION_TYPES)
     assert (best / "model.safetensors").read_bytes() == weights_before
     metrics = json.loads((best / "metrics.json").read_text())
@@ -163,14 +164,14 @@ def test_calibrate_refits_the_expert_alone_when_the_recipe_asks(quick_run, capsy
     from safetensors.torch import load_file
 
     with contextlib.chdir(quick_run):
-        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "model.object_grounding=true",
-                     "--set", "model.referent_query=true", "--set", "model.grounded_expert=true",
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "model.extensions.grounding.enabled=true",
+                     "--set", "model.extensions.grounding.referent_query=true", "--set", "model.extensions.grounding.expert=true",
                      "--set", "train.epochs=1", "--out", "runs/refit"]) == 0
     best = quick_run / "runs/refit/best"
     before = load_file(best / "model.safetensors")
     (best / "train-log.jsonl").write_text("{}\n")     # a published checkpoint's other files stay
     refit = ["calibrate", "--config", "synth-quick.json", "--checkpoint", "runs/refit/best", "--min-questions", "5",
-             "--set", "train.expert_refit_epochs=2", "--set", "model.expert_comparator=true"]
+             "--set", "train.expert_refit_epochs=2", "--set", "model.extensions.grounding.comparator=true"]
     capsys.readouterr()
     with contextlib.chdir(quick_run):
         assert main(refit) == 0
@@ -181,17 +182,17 @@ def test_calibrate_refits_the_expert_alone_when_the_recipe_asks(quick_run, capsy
         assert main(["evaluate", "--checkpoint", "runs/refit/best", "--data", "data/synth-quick", "--split", "val",
                      "--features", "cache/synth-quick", "--report", "runs/refit/val-report.json"]) == 0
     after = load_file(best / "model.safetensors")
-    assert set(after) == set(before) | {k for k in after if k.startswith("model.expert.comparator.")}
-    assert any(k.startswith("model.expert.comparator.") for k in after)
+    assert set(after) == set(before) | {k for k in after if k.startswith("model.keywords.expert.comparator.")}
+    assert any(k.startswith("model.keywords.expert.comparator.") for k in after)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed and all(k.startswith("model.expert.") for k in changed)
+    assert changed and all(k.startswith("model.keywords.expert.") for k in changed)
     config = json.loads((best / "config.json").read_text())
-    assert config["model"]["expert_comparator"] is True and config["encoders"]
+    assert config["model"]["extensions"]["grounding"]["comparator"] is True and config["encoders"]
     metrics = json.loads((best / "metrics.json").read_text())
     train_questions = len(json.loads((quick_run / "data/synth-quick/avqa-train.json").read_text()))
     assert metrics["expert_refit"]["train_questions"] == train_questions and metrics["expert_refit"]["epochs"] == 2
     assert f"refit the grounded expert on {train_questions} train questions for 2 epochs (comparator on" in printed
-    assert MCD.from_pretrained(best).expert.comparator is not None
+    assert load_checkpoint(best).model.expert.comparator is not None
     assert (best / "train-log.jsonl").read_text() == "{}\n"
     report = json.loads((quick_run / "runs/refit/val-report.json").read_text())
     assert report["overall"] == pytest.approx(metrics["val"]["calibrated_acc"], abs=1e-9)
@@ -206,7 +207,7 @@ def test_weight_average_is_what_training_evaluates_saves_and_resumes(quick_run, 
         assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "train.ema=0.99",
                      "--set", "train.epochs=1", "--out", "runs/ema"]) == 0
         first = torch.load("runs/ema/last.pt", map_location="cpu", weights_only=True)
-        best = MCD.from_pretrained("runs/ema/best").state_dict()
+        best = load_checkpoint("runs/ema/best").model.state_dict()
         shadow = first["ema"]["shadow"]
         assert shadow and all(torch.equal(best[k], v) for k, v in shadow.items())
         assert any(not torch.equal(first["model"][k], v) for k, v in shadow.items())

@@ -68,9 +68,10 @@ def test_same_clip_is_decoded_once(pipe, monkeypatch, tmp_path):
     assert again.results[1].confidence == pytest.approx(alone.confidence, abs=1e-5)
 
 
-def test_unknown_question_still_answered_with_note(pipe):
+def test_off_topic_question_is_refused_with_note(pipe):
+    """Issue 28: text that fits no supported question is not answered (it used to be, with type "unknown")."""
     r = pipe.answer(CLIP, ["What colour is the violin on the left?"]).results[0]
-    assert r.type == "unknown" and r.note and "violin" in r.keywords
+    assert r.status == "out_of_scope" and r.refused and r.answer is None and r.type == "unknown" and r.note
 
 
 def test_bad_media_are_typed_errors(pipe, tmp_path):
@@ -127,10 +128,11 @@ def test_requests_encode_only_their_questions(pipe, monkeypatch):
     real = text._token_states
     monkeypatch.setattr(text, "_token_states", lambda texts: encoded.append(list(texts)) or real(texts))
     stages: list[str] = []
-    question = "Is the trumpet on the left louder than the cello on the right?"
-    text.question_cache.data.pop(question, None)
+    question = "Is the trumpet on the left louder than the violin on the right?"
+    asked = "Is the trumpet on the left louder than the violin on the right"   # as understood: the template filled
+    text.question_cache.data.pop(asked, None)
     r = pipe.answer(CLIP, [question], on_stage=stages.append).results[0]
-    assert encoded == [[question]] and stages == ["clip", "questions"]
+    assert encoded == [[asked]] and stages == ["clip", "questions"] and r.understood_as == asked
     assert r.objects[:2] == ["trumpet", "left"] and len(r.clues["objects"]) == len(r.objects)
 
 
@@ -152,7 +154,10 @@ def test_each_question_gets_its_types_expert_weight(pipe):
         hook.remove()
     kwargs, out = seen[-1]
     kinds = kwargs["question_type"]
-    assert kinds.tolist() == [type_index(r.type) for r in results] and kinds[-1] == -1
+    # the off-topic question is refused, so it is not in the forward at all (issue 28)
+    assert results[-1].refused and len(kinds) == len(results) - 1
+    results = results[:-1]
+    assert kinds.tolist() == [type_index(r.type) for r in results] and -1 not in kinds.tolist()
     with torch.no_grad():
         uniform = model(**{**kwargs, "question_type": None}).logits
     for i, r in enumerate(results):

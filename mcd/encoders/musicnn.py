@@ -1,4 +1,4 @@
-"""`musicnn` audio encoder: a PyTorch port of musicnn's `MTT_musicnn` music tagger (DESIGN §5).
+"""`musicnn` audio encoder: a PyTorch port of musicnn's `MTT_musicnn` music tagger.
 
 `MTT_musicnn` (Pons & Serra, PyPI `musicnn` 0.1.0, ISC) is a CNN trained on MagnaTagATune (real recordings, 50
 tags including guitar, piano, violin, cello, flute, drums, harp, sitar). `scripts/port_musicnn.py` read its

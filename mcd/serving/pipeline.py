@@ -1,8 +1,9 @@
 """Load a checkpoint once; answer questions about clips with answers, clues and the teacher/student view.
 
 Data flow: clip -> media.decode -> encoders (cached by the clip's content hash) -> all questions at
-once: parse -> text encoder -> one batched MCD forward with the clip's features shared -> result objects. Asking
-new questions about a clip already seen neither decodes nor encodes it again.
+once: understand (mcd.task.understanding: exact template, else the semantic matcher; refusals) -> text encoder ->
+one batched MCD forward over the answered questions with the clip's features shared -> result objects. Asking new
+questions about a clip already seen neither decodes nor encodes it again.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from mcd.data.text_bank import TextBank, object_phrases
 from mcd.device import move, resolve_device
 from mcd.encoders.encoder_set import EncoderSet
 from mcd.model.grounding import GROUNDING_POSITIONS
-from mcd.task.questions import LEXICON, TEMPLATES, EmptyQuestionError, parse, type_index
+from mcd.task.questions import LEXICON, TEMPLATES, type_index
+from mcd.task.understanding import ANSWERED, PhrasingBank, QuestionUnderstander, Understanding
 from mcd.task.vocab import ANSWERS, FORMAT1_SYNTH_INSTRUMENTS
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "mcd-synth"
@@ -32,7 +34,8 @@ MAX_QUESTIONS = 20
 
 
 class QuestionsError(ValueError):
-    """No questions, too many, or an empty one: the message says which."""
+    """No questions at all, or too many: the message says which. (A single bad question is not an error: its row
+    comes back with status "invalid" and a note.)"""
 
 
 @dataclass
@@ -49,32 +52,50 @@ class ClipFeatures:
 
 @dataclass
 class QuestionResult:
+    """One question's result. `status` says whether it was answered (mcd.task.understanding.STATUSES); a refused
+    question (out_of_scope, unknown_instrument, invalid) is never put to the model: its answer and every model
+    read-out are None/empty and `note` says why."""
+
     question: str
     type: str
     keywords: list[str]
     note: str | None
-    answer: str
-    confidence: float
-    top5: list[tuple[str, float]]
-    teacher_answer: str
-    teacher_confidence: float
-    agree: bool
-    js_divergence: float
-    cos_q_v: float
-    cos_q_a: float
-    student_probs: np.ndarray          # [C]
-    teacher_probs: np.ndarray          # [C]
-    objects: list[str]
-    clues: dict[str, np.ndarray]       # association [2T,2T], visual_low [T,P], audio_low [T], visual_high [T], ...
+    answer: str | None = None
+    confidence: float | None = None
+    top5: list[tuple[str, float]] = field(default_factory=list)
+    teacher_answer: str | None = None
+    teacher_confidence: float | None = None
+    agree: bool | None = None
+    js_divergence: float | None = None
+    cos_q_v: float | None = None
+    cos_q_a: float | None = None
+    student_probs: np.ndarray | None = None     # [C]
+    teacher_probs: np.ndarray | None = None     # [C]
+    objects: list[str] = field(default_factory=list)
+    clues: dict[str, np.ndarray] = field(default_factory=dict)  # association [2T,2T], visual_low [T,P], ...
     referents: dict[str, dict] = field(default_factory=dict)   # keyword -> what it points at (object_grounding)
+    status: str = ANSWERED
+    understood_as: str | None = None   # the filled template the model is asked (None when nothing fits)
+    similarity: float | None = None    # to the matched template (understanding.py); 1.0: exact wording
+
+    @property
+    def refused(self) -> bool:
+        return self.status != ANSWERED
 
     def summary(self, timestamps: np.ndarray, k: int = 3) -> dict:
-        """JSON-ready: everything but the arrays, plus the most attended seconds."""
+        """JSON-ready: everything but the arrays, plus the most attended seconds (nulls for a refused question)."""
+        head = {"question": self.question, "understood_as": self.understood_as, "status": self.status,
+                "type": self.type, "keywords": self.keywords, "similarity": self.similarity, "note": self.note}
+        if self.refused:
+            return {**head, "answer": None, "confidence": None, "top5": [], "teacher_answer": None,
+                    "teacher_confidence": None, "agree": None, "js_divergence": None, "cos_q_v": None,
+                    "cos_q_a": None, "clues": None}
+
         def top_seconds(weights: np.ndarray) -> list[float]:
             return [round(float(timestamps[i]), 2) for i in np.argsort(-weights)[:k]]
         visual_t = self.clues["visual_high"] if "visual_high" in self.clues else self.clues["visual_low"].sum(-1)
         return {
-            "question": self.question, "type": self.type, "keywords": self.keywords, "note": self.note,
+            **head,
             "answer": self.answer, "confidence": round(self.confidence, 4),
             "top5": [[a, round(p, 4)] for a, p in self.top5],
             "teacher_answer": self.teacher_answer, "teacher_confidence": round(self.teacher_confidence, 4),
@@ -163,9 +184,12 @@ def describe_referents(keywords: Sequence[str], read: dict[str, np.ndarray],
 
 
 def split_questions(text_or_list: str | list[str], limit: int = MAX_QUESTIONS) -> list[str]:
-    """One question per non-empty line; 1..limit of them, else a QuestionsError a person can act on."""
-    lines = text_or_list.splitlines() if isinstance(text_or_list, str) else list(text_or_list)
-    questions = [q.strip() for q in lines if q and q.strip()]
+    """The questions of a request: one per non-empty line of a string, or every item of a list (an empty or bad item
+    stays, and is answered with status "invalid"); 1..limit of them, else a QuestionsError a person can act on."""
+    if isinstance(text_or_list, str):
+        questions = [q.strip() for q in text_or_list.splitlines() if q.strip()]
+    else:
+        questions = [q.strip() if isinstance(q, str) else q for q in text_or_list]
     if not questions:
         raise QuestionsError("Please type at least one question (one per line).")
     if len(questions) > limit:
@@ -210,6 +234,32 @@ class Pipeline:
         # Text objects come from a closed vocabulary (lexicon keywords and type words): encode it once, up front,
         # so a new question pays only for its own string. Queued first, so no request can overtake it.
         self._text_worker.submit(self.encoders.text.encode_phrases, phrase_vocabulary())
+        # The question matcher embeds its phrasing bank once (cached per process), on the text thread too.
+        self._understander: QuestionUnderstander | None = None
+        self._text_worker.submit(self._load_understander)
+
+    def _load_understander(self) -> QuestionUnderstander:
+        """The question matcher, with sentence embeddings from the checkpoint's own text encoder when it is the
+        model the bank was calibrated for (MiniLM: mean-pooled token states, the same loaded model); another text
+        encoder gets a MiniLM of its own, and without one only exact template wording is understood."""
+        if self._understander is not None:
+            return self._understander
+        bank = PhrasingBank.load()
+        text = self.encoders.text
+        if getattr(text, "id", None) != bank.model:
+            try:
+                from mcd.encoders.text import MiniLMTextEncoder
+                text = MiniLMTextEncoder()
+            except Exception:  # noqa: BLE001 - no MiniLM: exact wording only, said in each refusal's note
+                text = None
+        embed = None if text is None else (lambda texts, enc=text: enc.encode_phrases(list(texts)).numpy())
+        self._understander = QuestionUnderstander(embed, self.instruments, bank=bank,
+                                                  cache_key=None if text is None else text.id)
+        return self._understander
+
+    def understand(self, questions: Sequence[str]) -> list[Understanding]:
+        """What each question is understood as (runs on the text thread, where the tokenizer lives)."""
+        return self._text_worker.submit(lambda: self._load_understander().understand_all(list(questions))).result()
 
     def clear_cache(self) -> None:
         """Forget every encoded clip (the next request about any clip decodes and encodes it again)."""
@@ -255,57 +305,80 @@ class Pipeline:
         features are ready (the demo's progress bar); the questions are encoded meanwhile on the text thread.
         """
         questions = split_questions(questions)
-        parsed = []
-        for q in questions:
-            try:
-                parsed.append(parse(q))
-            except EmptyQuestionError as exc:
-                raise QuestionsError(str(exc)) from exc
         t0 = time.perf_counter()
         if on_stage:
             on_stage("clip")
-        text_job = self._text_worker.submit(self._encode_text, parsed)   # overlaps with the clip's decoding
+        # understanding and encoding run on the text thread, overlapping with the clip's decoding
+        text_job = self._text_worker.submit(self._understand_and_encode, questions)
         feats = self.clip_features(path)
         t1 = time.perf_counter()
         if on_stage:
             on_stage("questions")
-        text = text_job.result()
+        understood, text, understand_s = text_job.result()
         t2 = time.perf_counter()
         with self._model_lock:
-            results = self.answer_features(feats.visual, feats.audio, parsed, text)
+            results = self.answer_features(feats.visual, feats.audio, understood, text)
         t3 = time.perf_counter()
-        timings = {**feats.timings, "features_s": t1 - t0, "text_wait_s": t2 - t1, "model_s": t3 - t2}
+        timings = {**feats.timings, "features_s": t1 - t0, "understand_s": understand_s, "text_wait_s": t2 - t1,
+                   "model_s": t3 - t2}
         return AnswerSet(feats, results, timings, checkpoint=str(self.checkpoint_dir),
                          ood_threshold=self.ood_threshold, video=Path(path).name)
 
-    def _encode_text(self, parsed: list) -> QuestionText:
-        """Questions and text objects as model inputs (runs on the text thread)."""
-        texts = [p.text for p in parsed]
-        objs = [object_phrases(p.keywords, p.modality, p.kind) for p in parsed]
+    def _understand_and_encode(self, questions: list[str]) -> tuple[list[Understanding], QuestionText | None, float]:
+        """Understand every question, then encode the answered ones (runs on the text thread)."""
+        t0 = time.perf_counter()
+        understood = self._load_understander().understand_all(questions)
+        t1 = time.perf_counter()
+        return understood, self._encode_text(understood), t1 - t0
+
+    def _encode_text(self, understood: list[Understanding]) -> QuestionText | None:
+        """The answered questions (as understood) and their text objects as model inputs; None if none is
+        answered (runs on the text thread)."""
+        asked = [u for u in understood if u.answered]
+        if not asked:
+            return None
+        texts = [u.understood_as for u in asked]
+        objs = [object_phrases(u.keywords, u.modality, u.kind) for u in asked]
         bank = TextBank(self.encoders.text, texts, objs)   # the same padding as training batches
         tokens, mask = bank.questions(texts)
         return QuestionText(tokens, mask, *bank.objects(objs), [phrases for phrases, _ in objs])
 
-    def _forward(self, **inputs):
+    def _model_forward(self, **inputs):
         """The model's forward on its device, the output back on the CPU (no-op moves on the CPU)."""
         if self.device.type == "cpu":
             return self.model(**inputs)
         return move(self.model(**move(inputs, self.device)), torch.device("cpu"))
 
+    @staticmethod
+    def refused_result(u: Understanding) -> QuestionResult:
+        """The result of a question that is not put to the model: no answer, no figures, a note saying why."""
+        return QuestionResult(question=u.text, type=u.type, keywords=list(u.keywords), note=u.note, status=u.status,
+                              understood_as=u.understood_as, similarity=u.similarity)
+
     @torch.no_grad()
-    def answer_features(self, visual: torch.Tensor, audio: torch.Tensor, parsed: list,
+    def answer_features(self, visual: torch.Tensor, audio: torch.Tensor, understood: list[Understanding],
                         text: QuestionText | None = None) -> list[QuestionResult]:
-        """One batched forward for all `parsed` questions about one clip's features."""
-        n = len(parsed)
+        """One batched forward for the answered questions among `understood` about one clip's features; refused
+        ones get `refused_result` (no forward at all when every question is refused)."""
+        asked = [u for u in understood if u.answered]
+        if not asked:
+            return [self.refused_result(u) for u in understood]
         if text is None:
-            text = self._text_worker.submit(self._encode_text, parsed).result()
+            text = self._text_worker.submit(self._encode_text, understood).result()
+        answered = iter(self._answer_asked(visual, audio, asked, text))
+        return [next(answered) if u.answered else self.refused_result(u) for u in understood]
+
+    def _answer_asked(self, visual: torch.Tensor, audio: torch.Tensor, parsed: list[Understanding],
+                      text: QuestionText) -> list[QuestionResult]:
+        n = len(parsed)
         tokens, mask, objects, objects_mask, objects_kind = (text.tokens, text.mask, text.objects,
                                                              text.objects_mask, text.objects_kind)
-        out = self._forward(visual=visual.unsqueeze(0).expand(n, *visual.shape),
-                            audio=audio.unsqueeze(0).expand(n, *audio.shape),
-                            question=tokens.float(), question_mask=mask, objects=objects, objects_mask=objects_mask,
-                            objects_kind=objects_kind,
-                            question_type=torch.tensor([type_index(p.type) for p in parsed], dtype=torch.long))
+        out = self._model_forward(visual=visual.unsqueeze(0).expand(n, *visual.shape),
+                                  audio=audio.unsqueeze(0).expand(n, *audio.shape),
+                                  question=tokens.float(), question_mask=mask, objects=objects,
+                                  objects_mask=objects_mask,
+                                  objects_kind=objects_kind,
+                                  question_type=torch.tensor([type_index(p.type) for p in parsed], dtype=torch.long))
         student = out.logits.float().softmax(-1).numpy()
         teacher = out.teacher_logits.float().softmax(-1).numpy()
         cos_v = torch.nn.functional.cosine_similarity(out.z_q, out.z_v, dim=-1).numpy()
@@ -321,6 +394,7 @@ class Pipeline:
             q_clues["objects"] = q_clues["objects"][:n_obj]
             results.append(QuestionResult(
                 question=p.text, type=p.type, keywords=list(p.keywords), note=p.note,
+                status=p.status, understood_as=p.understood_as, similarity=p.similarity,
                 answer=ANSWERS[s_best], confidence=float(student[i, s_best]),
                 top5=[(ANSWERS[int(j)], float(student[i, j])) for j in order],
                 teacher_answer=ANSWERS[t_best], teacher_confidence=float(teacher[i, t_best]),

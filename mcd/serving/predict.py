@@ -1,8 +1,10 @@
 """`mcd predict --checkpoint DIR --video FILE --question Q [--question Q ...]`: answers as JSON.
 
 One JSON object, the answer contract (`AnswerSet.to_json`, docs/contracts.md): the clip summary and, per question,
-answer, confidence, top-5, teacher answer, agreement, type, keywords and a clue summary. The demo's JSON panel and
-its API events emit the same object.
+what it was understood as (`understood_as`, `status`, `similarity`), answer, confidence, top-5, teacher answer,
+agreement, type, keywords and a clue summary. A question that is not answered (status `out_of_scope`,
+`unknown_instrument` or `invalid`, e.g. an empty `--question ""`) has a null answer and a note; the others are still
+answered. The demo's JSON panel and its API events emit the same object.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.questions_file:
         if not args.questions_file.exists():
             raise CLIError(f"questions file {args.questions_file} does not exist")
-        questions += args.questions_file.read_text().splitlines()
+        questions += [line for line in args.questions_file.read_text().splitlines() if line.strip()]
     try:
         pipe = Pipeline(args.checkpoint, device=device)
         answers = pipe.answer(args.video, questions)
