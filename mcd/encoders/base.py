@@ -172,6 +172,22 @@ def check_dim(spec: Mapping[str, Any], actual: int) -> None:
         )
 
 
+def frozen(net: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """`net` for inference only (eval mode, no gradients) on `device`: pretrained encoders are never trained here."""
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.to(torch.device(device))
+
+
+def check_weights_sha256(spec: Mapping[str, Any], sha256: str, what: str, hint: str = "") -> None:
+    """A spec records the sha256 of the weights file it was written with; other bytes are other features."""
+    want = (spec.get("weights") or {}).get("sha256")
+    if want is not None and want != sha256:
+        raise EncoderLoadError(f"{what} (sha256 {sha256[:12]}) are not the ones this spec was written with "
+                               f"({want[:12]}){hint}")
+
+
 def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
     """Short content hash of weights: retraining a synth encoder must change its id (and thus caches)."""
     h = hashlib.sha256()

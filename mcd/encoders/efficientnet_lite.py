@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcd.encoders.base import (
+    check_weights_sha256,
+    frozen,
     GRID,
     EncoderLoadError,
     EncoderSpecError,
@@ -220,11 +222,8 @@ class EfficientNetLite0Encoder(VisualEncoder):
         self.sha256 = file_sha256(self.path)
         self.net = EfficientNetLite0()
         load_weights(self.net, self.path)
-        self.net.eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
         self.device = torch.device(device)
-        self.net.to(self.device)
+        frozen(self.net, self.device)
         self.dim = LAYERS[self.layer][1]
         self.batch_size = batch_size
 
@@ -233,12 +232,8 @@ class EfficientNetLite0Encoder(VisualEncoder):
         arch = _arch({k: spec[k] for k in DEFAULTS if k in spec})
         enc = cls(arch["input_size"], arch["layer"], device)
         check_dim(spec, enc.dim)
-        want = (spec.get("weights") or {}).get("sha256")
-        if want is not None and want != enc.sha256:
-            raise EncoderLoadError(
-                f"the installed {PACKAGE} weights (sha256 {enc.sha256[:12]}) are not the ones this spec was written "
-                f"with ({want[:12]}); install the same package version ({(spec.get('weights') or {}).get('version')})"
-            )
+        check_weights_sha256(spec, enc.sha256, f"the installed {PACKAGE} weights",
+                             f"; install the same package version ({(spec.get('weights') or {}).get('version')})")
         return enc
 
     @property

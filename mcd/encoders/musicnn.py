@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcd.encoders.base import (
+    check_weights_sha256,
+    frozen,
     SAMPLE_RATE,
     SEGMENT_SAMPLES,
     AudioEncoder,
@@ -246,11 +248,8 @@ class MusiCNNEncoder(AudioEncoder):
         self.sha256 = file_sha256(self.path)
         self.net = MusiCNN()
         load_weights(self.net, self.path)
-        self.net.eval()
-        for p in self.net.parameters():
-            p.requires_grad_(False)
         self.device = torch.device(device)
-        self.net.to(self.device)
+        frozen(self.net, self.device)
         self.mel = MelFrontEnd().to(self.device)
         self.dim = LAYER_DIMS[self.layer]
         self.batch_size = batch_size
@@ -260,12 +259,7 @@ class MusiCNNEncoder(AudioEncoder):
         arch = _arch({k: spec[k] for k in DEFAULTS if k in spec})
         enc = cls(arch["layer"], arch["context"], device)
         check_dim(spec, enc.dim)
-        want = (spec.get("weights") or {}).get("sha256")
-        if want is not None and want != enc.sha256:
-            raise EncoderLoadError(
-                f"the musicnn weights here (sha256 {enc.sha256[:12]}) are not the ones this spec was written with "
-                f"({want[:12]})"
-            )
+        check_weights_sha256(spec, enc.sha256, "the musicnn weights here")
         return enc
 
     @property

@@ -169,16 +169,47 @@ def _check_digest(enc, spec: Mapping[str, Any], state_dict) -> Any:
     return enc
 
 
-def _freeze(module: nn.Module) -> None:
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-
-
-class SynthVisualEncoder(nn.Module, VisualEncoder):
-    """Frames of any size -> resized to 112x112 -> [T, 49, dim] cell features (row-major 7x7)."""
+class _SynthEncoder(nn.Module):
+    """What the two synth encoders share: persistence (spec + weights, checked by digest), the digest id and
+    freezing. Listed before the modality base class."""
 
     backend = "synth"
+
+    @classmethod
+    def from_spec(cls, spec: dict, state_dict=None, device=torch.device("cpu")):
+        enc = cls(spec.get("dim", 128), spec.get("arch"), spec.get("provenance"))
+        check_dim(spec, enc.dim)
+        _load(enc, state_dict, cls.modality)
+        return _check_digest(enc.freeze(), spec, state_dict).to(device)
+
+    def spec(self) -> dict[str, Any]:
+        spec = {"modality": self.modality, "backend": "synth", "dim": self.dim, "arch": dict(self.arch),
+                "digest": self.id.rsplit("-", 1)[-1]}
+        if self.provenance:
+            spec["provenance"] = self.provenance
+        return spec
+
+    def freeze(self):
+        """Eval mode, no gradients; called after (pre)training, which also invalidates the weight-digest id."""
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self._id = None
+        return self
+
+    @property
+    def id(self) -> str:
+        if self._id is None:  # weights are frozen, so the digest is computed once
+            self._id = f"synth-{self.modality}-{weights_digest(self.state_dict())}"
+        return self._id
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return next(self.parameters()).device
+
+
+class SynthVisualEncoder(_SynthEncoder, VisualEncoder):
+    """Frames of any size -> resized to 112x112 -> [T, 49, dim] cell features (row-major 7x7)."""
 
     def __init__(self, dim: int = 128, arch: Mapping[str, Any] | None = None, provenance: Mapping | None = None):
         nn.Module.__init__(self)
@@ -189,36 +220,6 @@ class SynthVisualEncoder(nn.Module, VisualEncoder):
         self.batch_size = 64
         self._id: str | None = None
         self.freeze()
-
-    @classmethod
-    def from_spec(cls, spec: dict, state_dict=None, device=torch.device("cpu")) -> "SynthVisualEncoder":
-        enc = cls(spec.get("dim", 128), spec.get("arch"), spec.get("provenance"))
-        check_dim(spec, enc.dim)
-        _load(enc, state_dict, "visual")
-        return _check_digest(enc.freeze(), spec, state_dict).to(device)
-
-    def spec(self) -> dict[str, Any]:
-        spec = {"modality": "visual", "backend": "synth", "dim": self.dim, "arch": dict(self.arch),
-                "digest": self.id.rsplit("-", 1)[-1]}
-        if self.provenance:
-            spec["provenance"] = self.provenance
-        return spec
-
-    def freeze(self) -> "SynthVisualEncoder":
-        """Eval mode, no gradients; called after (pre)training, which also invalidates the weight-digest id."""
-        _freeze(self)
-        self._id = None
-        return self
-
-    @property
-    def id(self) -> str:
-        if self._id is None:  # weights are frozen, so the digest is computed once
-            self._id = f"synth-visual-{weights_digest(self.state_dict())}"
-        return self._id
-
-    @property
-    def device(self) -> torch.device:  # type: ignore[override]
-        return next(self.parameters()).device
 
     def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 [T,H,W,3] -> normalised float [T,3,S,S]."""
@@ -237,10 +238,8 @@ class SynthVisualEncoder(nn.Module, VisualEncoder):
         return torch.cat(out)
 
 
-class SynthAudioEncoder(nn.Module, AudioEncoder):
+class SynthAudioEncoder(_SynthEncoder, AudioEncoder):
     """1-s mono windows at 16 kHz -> log-mel (64 bands) -> [T, dim]."""
-
-    backend = "synth"
 
     def __init__(self, dim: int = 128, arch: Mapping[str, Any] | None = None, provenance: Mapping | None = None):
         nn.Module.__init__(self)
@@ -254,39 +253,10 @@ class SynthAudioEncoder(nn.Module, AudioEncoder):
         self._id: str | None = None
         self.freeze()
 
-    @classmethod
-    def from_spec(cls, spec: dict, state_dict=None, device=torch.device("cpu")) -> "SynthAudioEncoder":
-        enc = cls(spec.get("dim", 128), spec.get("arch"), spec.get("provenance"))
-        check_dim(spec, enc.dim)
-        _load(enc, state_dict, "audio")
-        return _check_digest(enc.freeze(), spec, state_dict).to(device)
-
     def to(self, *args, **kwargs) -> "SynthAudioEncoder":  # the log-mel object is not a submodule
         super().to(*args, **kwargs)
         self.logmel.to(self.device)
         return self
-
-    def spec(self) -> dict[str, Any]:
-        spec = {"modality": "audio", "backend": "synth", "dim": self.dim, "arch": dict(self.arch),
-                "digest": self.id.rsplit("-", 1)[-1]}
-        if self.provenance:
-            spec["provenance"] = self.provenance
-        return spec
-
-    def freeze(self) -> "SynthAudioEncoder":
-        _freeze(self)
-        self._id = None
-        return self
-
-    @property
-    def id(self) -> str:
-        if self._id is None:
-            self._id = f"synth-audio-{weights_digest(self.state_dict())}"
-        return self._id
-
-    @property
-    def device(self) -> torch.device:  # type: ignore[override]
-        return next(self.parameters()).device
 
     def preprocess(self, audio_segments: np.ndarray | torch.Tensor) -> torch.Tensor:
         """[T, 16000] waveforms -> log-mel [T, 1, n_mels, frames] (training caches this)."""
