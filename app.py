@@ -32,7 +32,7 @@ import pandas as pd
 
 from mcd import media
 from mcd.serving import viz
-from mcd.serving.analysis import (ALL, ANALYSIS_COLUMNS, TYPE_COLUMNS, Analysis, analysis_frame, clip_for, filter_rows,
+from mcd.serving.analysis import (ALL, ANALYSIS_COLUMNS, TYPE_COLUMNS, analysis_frame, clip_for, filter_rows,
                                   load_analysis, type_table, write_csv)
 from mcd.serving.pipeline import DEFAULT_CHECKPOINT, MAX_QUESTIONS, Pipeline, QuestionsError, split_questions
 
@@ -41,8 +41,7 @@ ASSETS = ROOT / "assets"
 EXAMPLES_FILE = ASSETS / "examples.json"
 log = logging.getLogger("mcd.app")
 
-RESULT_COLUMNS = ["#", "question", "understood as", "type", "answer", "confidence", "teacher answer", "agree",
-                  "expected"]
+RESULT_COLUMNS = ["#", "question", "understood as", "type", "answer", "confidence", "teacher", "agree", "expected"]
 #: The answer cell of a question that was not answered, by status (docs/contracts.md).
 REFUSED_CELL = {"out_of_scope": "— (out of scope)", "unknown_instrument": "— (unknown instrument)",
                 "invalid": "— (invalid question)"}
@@ -50,6 +49,17 @@ FIGURE_LABELS = {"top5": "Answer candidates (student)", "teacher_student": "Teac
                  "temporal": "Temporal clues", "heatmap": "Spatial clues (heatmap)",
                  "association": "Audio-visual association", "objects": "Text objects"}
 DISPLAY_SIDE = 320          # frames kept per session for heatmaps are resized to this longest side
+UNRELIABLE_MARK = " ⚠"     # appended to the answers of a clip the out-of-domain check flags
+TEACHER_LINE = ("*Teacher*: an auxiliary audio-visual head trained beside MCD (it sees the clip's features, not "
+                "the clues); shown only to see whether the two agree. *Expected*: the example clip's known answer; "
+                "answers that differ from it are highlighted.")
+#: Headers stay on one line; on narrow screens the table scrolls sideways instead of squeezing its columns.
+CSS = """
+#results-table th, #results-table th * { white-space: nowrap; }
+#results-table .table-wrap, #results-table .table-container { overflow-x: auto; }
+#domain-warning { border: 2px solid #d97706; background: #fff7ed; border-radius: 8px; padding: 4px 12px; }
+#domain-warning * { color: #7c2d12 !important; }
+"""
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,7 @@ class Session:
 class AnswerView:
     """What the Answer event shows, in the order of its outputs (`flat`)."""
     payload: dict                  # the answer contract (AnswerSet.to_json)
-    table: pd.DataFrame
+    table: object                  # the results DataFrame, styled (pandas Styler)
     header: str
     figures: list
     clip_info: str
@@ -221,10 +231,41 @@ def clip_warnings(summary: dict) -> list[str]:
     return out
 
 
-def results_table(results: Sequence, expected: dict[str, str] | None = None) -> pd.DataFrame:
+def domain_line(instruments: Sequence[str]) -> str:
+    """What the shipped model knows, said beside the upload box: a person should not have to guess."""
+    names = ", ".join(i.replace("_", " ") for i in instruments)
+    return (f"**What this model knows:** synthetic music performances (cartoon players) of {names}, with voiceovers "
+            "and off-screen players. Real footage and real recordings are outside it; its answers there are not "
+            "meaningful. See the [model card](#model-card-panel) for what it was trained on and how it scores.")
+
+
+def domain_warning(payload: dict) -> str:
+    """The banner for a clip the out-of-domain check flags (empty for an in-domain clip)."""
+    clip = payload.get("clip", {})
+    if not clip.get("out_of_domain"):
+        return ""
+    reasons = [v.get("reason") for v in (clip.get("domain") or {}).values()
+               if isinstance(v, dict) and v.get("flagged") and v.get("reason")]
+    said = "; ".join(reasons) if reasons else "this clip is unlike the clips the model was trained on"
+    return f"⚠ **Out of domain:** {said}. The answers below are marked ⚠: they are not reliable."
+
+
+def styled_results(table: pd.DataFrame):
+    """The results table with each answer that differs from the expected one highlighted (a pandas Styler,
+    which Gradio renders with the cell styles)."""
+    def colour(row):
+        wrong = bool(row["expected"]) and row["answer"].removesuffix(UNRELIABLE_MARK) != row["expected"]
+        return ["background-color: #fde2e1" if wrong and c in ("answer", "expected") else "" for c in row.index]
+    return table.style.apply(colour, axis=1).format({"confidence": "{:.3f}"}, na_rep="")
+
+
+def results_table(results: Sequence, expected: dict[str, str] | None = None,
+                  unreliable: bool = False) -> pd.DataFrame:
     """One row per question, with what it was understood as; a refused question's answer cell says why (no
-    confidence, no teacher). "expected" is the ground truth of example clips (empty for other clips)."""
+    confidence, no teacher). "expected" is the ground truth of example clips (empty for other clips). Answers
+    about a clip flagged out of domain carry UNRELIABLE_MARK."""
     expected = expected or {}
+    mark = UNRELIABLE_MARK if unreliable else ""
     rows = []
     for i, r in enumerate(results):
         status = getattr(r, "status", "answered")
@@ -233,7 +274,7 @@ def results_table(results: Sequence, expected: dict[str, str] | None = None) -> 
             rows.append([i + 1, r.question, understood, r.type, REFUSED_CELL.get(status, f"— ({status})"), None,
                          "", "", expected.get(r.question, "")])
             continue
-        rows.append([i + 1, r.question, understood, r.type, r.answer, round(r.confidence, 3), r.teacher_answer,
+        rows.append([i + 1, r.question, understood, r.type, r.answer + mark, round(r.confidence, 3), r.teacher_answer,
                      "yes" if r.agree else "no", expected.get(r.question, "")])
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
@@ -371,9 +412,17 @@ class DemoApp:
                    **{k: round(v, 3) for k, v in answers.clip.timings.items()}}
         log.info("answered %d question(s): %s", len(answers.results), timings)
         expected = self.expected.get(answers.clip.key, {})
-        return AnswerView(answers.to_json(), results_table(answers.results, expected),
+        payload = answers.to_json()
+        table = results_table(answers.results, expected, unreliable=bool(payload["clip"].get("out_of_domain")))
+        return AnswerView(payload, styled_results(table),
                           question_header(0, answers.results[0]), figures,
                           clip_markdown(summary, self.pipe.ood_threshold), session).flat()
+
+    @staticmethod
+    def reveal(payload: dict | None):
+        """After an answer: the out-of-domain banner (shown only for a flagged clip) and the clue panel."""
+        text = domain_warning(payload or {})
+        return gr.Markdown(text, visible=bool(text)), gr.Column(visible=True)
 
     def _figures(self, session: Session, index: int) -> list:
         if getattr(session.results[index], "refused", False):     # not put to the model: nothing to draw
@@ -432,6 +481,15 @@ class DemoApp:
         return AnalysisView(summary, type_table(analysis), accuracy, confusion, filters, analysis_frame(rows),
                             f"{len(rows)} of {len(rows)} rows", rows).flat()
 
+    def load_example_run(self):
+        """The bundled run (`assets/example-run.jsonl`: the shipped checkpoint on the example clips), with the
+        benchmark folder set to `assets/` so that its rows open their clips."""
+        from mcd.serving.examples import EXAMPLE_RUN_FILE
+
+        if not EXAMPLE_RUN_FILE.is_file():
+            raise user_error("No example run ships with this copy of the demo.", title="Analysis")
+        return (*self.load_predictions(str(EXAMPLE_RUN_FILE), None), str(ASSETS))
+
     def apply_filters(self, rows: list[dict] | None, wrong: bool, disagree: bool, qtype: str, gold: str, pred: str):
         from mcd.task.vocab import ANSWERS
 
@@ -488,14 +546,17 @@ class DemoApp:
             session = gr.State(None, time_to_live=3600)
             with gr.Tab("Ask"):
                 with gr.Row():
-                    with gr.Column(scale=4):
+                    with gr.Column(scale=3, min_width=300):
                         video = gr.Video(label="Clip", sources=["upload"], elem_id="video-input", height=300)
+                        gr.Markdown(domain_line(self.pipe.instruments), elem_id="domain-line")
                         questions = gr.Textbox(
                             label=f"Questions (one per line, at most {MAX_QUESTIONS})", lines=6,
                             placeholder="Is there a violin sound?\nWhere is the performance?\n"
                                         "How many musical instruments were heard throughout the video?",
                             elem_id="questions")
                         answer_btn = gr.Button("Answer", variant="primary", elem_id="answer-btn")
+                        # progress is drawn here, not over the results: an error (a toast) leaves them usable
+                        progress_box = gr.Markdown("", elem_id="answer-progress", min_height=40)
                         if self.examples:
                             gr.Examples(examples=[[str(e.video), "\n".join(e.questions)] for e in self.examples],
                                         inputs=[video, questions], label="Example clips (click to load)",
@@ -503,20 +564,27 @@ class DemoApp:
                                         api_visibility="private")
                         clip_info = gr.Markdown("*No clip answered yet.*", label="clip", elem_id="clip-info")
                         gr.Markdown(f"Limits: {s.max_file_mb:g} MB per file, {s.max_duration_s:g} s per clip.")
-                    with gr.Column(scale=7):
+                    with gr.Column(scale=8):
+                        warning = gr.Markdown(visible=False, elem_id="domain-warning")
                         table = gr.Dataframe(value=pd.DataFrame(columns=RESULT_COLUMNS), label="Answers "
                                              "(select a row to see its clues)", interactive=False, wrap=True,
-                                             column_widths=["4%", "32%", "17%", "11%", "9%", "11%", "6%", "10%"],
+                                             column_widths=["40px", "160px", "130px", "110px", "85px", "105px",
+                                                            "85px", "60px", "95px"],
                                              max_height=720, elem_id="results-table")
-                        header = gr.Markdown(label="selected question", elem_id="selected-question")
-                        plots = figure_panel("")
+                        gr.Markdown(TEACHER_LINE, elem_id="teacher-line")
+                        with gr.Column(visible=False) as clues:     # no empty plot boxes before a first answer
+                            header = gr.Markdown(label="selected question", elem_id="selected-question")
+                            plots = figure_panel("")
                         with gr.Accordion("Results as JSON (what the /answer API returns)", open=False):
                             result_json = gr.JSON(label="results")
-                with gr.Accordion("Model card", open=False):
+                with gr.Accordion("Model card", open=False, elem_id="model-card-panel"):
                     gr.Markdown(model_card(self.pipe.checkpoint_dir, self.pipe.metrics), elem_id="model-card")
             answer_btn.click(self.answer, inputs=[video, questions],
                              outputs=[result_json, table, header, *plots, clip_info, session],
-                             api_name="answer", api_description="Answer questions (one per line) about a clip")
+                             api_name="answer", api_description="Answer questions (one per line) about a clip",
+                             show_progress_on=[progress_box]
+                             ).success(self.reveal, inputs=[result_json], outputs=[warning, clues],
+                                       api_visibility="private")
             table.select(self.select_question, inputs=[session], outputs=[header, *plots], api_visibility="private")
 
             with gr.Tab("Analysis"):
@@ -530,7 +598,9 @@ class DemoApp:
                     ann_file = gr.File(label="Annotations (optional, MUSIC-AVQA JSON)", file_types=[".json"],
                                        elem_id="ann-file")
                     bench_dir = gr.Textbox(label="Benchmark folder (optional, holds videos/<video_id>.mp4)")
-                load_btn = gr.Button("Load predictions", variant="primary", elem_id="load-btn")
+                with gr.Row():
+                    load_btn = gr.Button("Load predictions", variant="primary", elem_id="load-btn")
+                    example_btn = gr.Button("Load example run", elem_id="example-run-btn")
                 summary = gr.Markdown()
                 with gr.Row():
                     types = gr.Dataframe(value=pd.DataFrame(columns=TYPE_COLUMNS), label="Accuracy per type",
@@ -561,6 +631,9 @@ class DemoApp:
             load_btn.click(self.load_predictions, inputs=[pred_file, ann_file],
                            outputs=[summary, types, type_plot, confusion, type_dd, gold_dd, pred_dd, wrong, disagree,
                                     rows_table, count, all_rows, shown_rows], **private)
+            example_btn.click(self.load_example_run, inputs=None,
+                              outputs=[summary, types, type_plot, confusion, type_dd, gold_dd, pred_dd, wrong,
+                                       disagree, rows_table, count, all_rows, shown_rows, bench_dir], **private)
             for control in (wrong, disagree, type_dd, gold_dd, pred_dd):
                 control.input(self.apply_filters, inputs=[all_rows, wrong, disagree, type_dd, gold_dd, pred_dd],
                               outputs=[rows_table, count, confusion, shown_rows], **private)
@@ -584,7 +657,7 @@ def launch(demo: gr.Blocks, settings: Settings, host: str | None = None, port: i
     return demo.launch(
         server_name=host, server_port=port, max_file_size=settings.max_bytes,
         allowed_paths=[str(ASSETS)], root_path=os.environ.get("GRADIO_ROOT_PATH") or None,
-        show_error=True, prevent_thread_lock=not block, quiet=quiet, footer_links=["api", "gradio"],
+        show_error=True, prevent_thread_lock=not block, quiet=quiet, footer_links=["api", "gradio"], css=CSS,
     )
 
 

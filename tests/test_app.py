@@ -157,9 +157,9 @@ def test_answer_matches_mcd_predict_and_returns_figures(server, client, examples
     assert payload["answers"] == predicted["answers"]          # answers, confidences, top-5, teacher, clues
     assert payload["clip"] == predicted["clip"]
     table = out[TABLE]
-    col = {name: table["headers"].index(name) for name in ("answer", "teacher answer", "expected", "understood as")}
+    col = {name: table["headers"].index(name) for name in ("answer", "teacher", "expected", "understood as")}
     assert [row[col["answer"]] for row in table["data"]] == [a["answer"] for a in predicted["answers"]]
-    assert [row[col["teacher answer"]] for row in table["data"]] == [a["teacher_answer"] for a in predicted["answers"]]
+    assert [row[col["teacher"]] for row in table["data"]] == [a["teacher_answer"] for a in predicted["answers"]]
     assert [row[col["expected"]] for row in table["data"]] == [example.answers.get(q, "") for q in example.questions]
     assert [row[col["understood as"]] for row in table["data"]] == [a["understood_as"] for a in predicted["answers"]]
     assert out[HEADER].startswith(f"**Question 1:** {example.questions[0]}")
@@ -453,3 +453,45 @@ def test_question_header_says_what_the_keywords_point_at():
     line = app.question_header(0, r).split("\n")[-1]
     assert line == ("Keywords point at: *first* → acoustic guitar (81%), on the left (90%), sounds (97%); "
                     "*flute* → flute (99%), not in the clip (70%), silent (80%).")
+
+
+def test_example_run_loads_and_its_rows_open_their_clips(server):
+    """"Load example run": the bundled predictions of the shipped checkpoint on the example clips, scored per type,
+    with the benchmark folder set so that a row opens its clip (from assets/)."""
+    from mcd.serving.examples import EXAMPLE_RUN_FILE
+
+    rows = [json.loads(line) for line in EXAMPLE_RUN_FILE.read_text().splitlines()]
+    *outputs, folder = server.app.load_example_run()
+    summary, table, all_rows = outputs[0], outputs[9], outputs[11]
+    assert len(table) == len(all_rows) == len(rows) == sum(len(e.questions) for e in app.load_examples())
+    right = sum(r["correct"] for r in rows)
+    assert f"overall accuracy {right / len(rows):.2%}" in summary
+    assert Path(folder) == app.ASSETS
+    head, video, *figures = server.app.open_row(all_rows, folder, select(0))
+    assert Path(video).read_bytes() == (app.ASSETS / f"{all_rows[0]['video_id']}.mp4").read_bytes()
+    assert all(f is not None for f in figures)
+
+
+def test_table_marks_a_foreign_clips_answers_and_highlights_unexpected_ones(server, examples):
+    example = examples[0]
+    answers = server.app.pipe.answer(example.video, example.questions)
+    expected = {q: "zero" for q in example.questions[:1]}        # one expected answer the model does not give
+    assert answers.results[0].answer != "zero"
+    plain = app.results_table(answers.results, expected)
+    marked = app.results_table(answers.results, expected, unreliable=True)
+    assert list(plain["answer"]) == [r.answer for r in answers.results]
+    assert list(marked["answer"]) == [r.answer + app.UNRELIABLE_MARK for r in answers.results]
+    styles = app.styled_results(marked)._compute().ctx          # (row, column) -> CSS of the cells that have any
+    highlighted = {cell for cell, css in styles.items() if ("background-color", "#fde2e1") in css}
+    columns = list(marked.columns)
+    assert highlighted == {(0, columns.index("answer")), (0, columns.index("expected"))}
+
+
+def test_domain_warning_says_what_was_flagged():
+    assert app.domain_warning({"clip": {"out_of_domain": False}}) == ""
+    flagged = {"clip": {"out_of_domain": True, "domain": {
+        "picture": {"flagged": True, "reason": "the picture is unlike the training clips"},
+        "sound": {"flagged": False, "reason": None}}}}
+    text = app.domain_warning(flagged)
+    assert "the picture is unlike the training clips" in text and "not reliable" in text
+    assert "unlike the clips the model was trained on" in app.domain_warning({"clip": {"out_of_domain": True}})

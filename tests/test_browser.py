@@ -160,3 +160,84 @@ def test_bad_inputs_in_the_page_show_messages_and_the_page_keeps_working(browser
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "browser_bad_inputs.png"), full_page=True)
         page.close()
+
+
+def upload(page, path: Path) -> None:
+    """Put `path` in the clip box, removing a clip already there (its file input only exists when empty)."""
+    clear = page.locator("#video-input button[aria-label=Clear]")
+    if clear.count():
+        clear.first.click()
+    page.locator("#video-input input[type=file]").set_input_files(str(path))
+    page.wait_for_selector("#video-input video", timeout=30_000)
+
+
+def ask(page, questions: list[str]) -> None:
+    """Type `questions`, press Answer and wait until the table holds exactly their rows."""
+    page.locator("#questions textarea").fill("\n".join(questions))
+    page.locator("#answer-btn").click()
+    page.wait_for_function(
+        "n => { const cells = [...document.querySelectorAll('#results-table [data-testid^=\"cell-\"][data-testid$=\"-1\"]')];"
+        " return cells.length === n.length && cells.every((c, i) => c.innerText.trim() === n[i]); }",
+        arg=questions, timeout=120_000)
+
+
+@pytest.mark.parametrize("width", [1400, 390], ids=["desktop", "phone"])
+def test_the_page_says_what_it_knows_and_an_error_keeps_the_results(browser, server, tmp_path, width):
+    """At desktop and phone widths: the domain line is visible before anything is asked and no empty figure boxes
+    are; an example clip gets no out-of-domain banner and no marks; an input error after a good run is one toast, and the results stay readable and
+    clickable. At desktop width every column header fits on one line."""
+    examples = app.load_examples()
+    if not examples:
+        pytest.skip("assets/examples.json lists no example clips")
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        page.goto(server)
+        page.wait_for_selector("#answer-btn", timeout=30_000)
+        line = page.locator("#domain-line")
+        assert line.is_visible() and "What this model knows" in line.inner_text()
+        assert page.locator("#heatmap").count() == 0 or not page.locator("#heatmap").is_visible()
+
+        example = examples[0]
+        upload(page, example.video)
+        ask(page, example.questions[:3])
+        page.locator("#domain-warning").wait_for(state="hidden", timeout=30_000)
+        assert app.UNRELIABLE_MARK.strip() not in page.locator("#results-table [data-testid=cell-0-4]").inner_text()
+        page.locator("#heatmap img").wait_for(timeout=30_000)
+
+        page.locator("#questions textarea").fill("")
+        page.locator("#answer-btn").click()
+        page.locator("[data-testid=toast-body]", has_text="at least one question").first.wait_for(timeout=30_000)
+        assert page.locator("#results-table [data-testid=cell-1-1]").inner_text() == example.questions[1]
+        page.locator("#results-table [data-testid=cell-1-1]").click()
+        page.wait_for_function("document.querySelector('#selected-question').innerText.includes('Question 2')",
+                               timeout=30_000)
+
+        if width >= 1000:
+            # one line per header: the text's box is one line high and nothing of it is cut off
+            heights = page.evaluate(
+                "() => [...document.querySelectorAll('#results-table th .header-content span.header')].map(s => "
+                "[s.innerText, s.getBoundingClientRect().height, parseFloat(getComputedStyle(s).lineHeight) || 20, "
+                "s.scrollWidth <= s.parentElement.parentElement.clientWidth + 1])")
+            assert len(heights) == len(app.RESULT_COLUMNS)
+            for text, height, line_height, fits in heights:
+                assert height < 1.6 * line_height and fits, (text, height, line_height, fits)
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"browser_domain_{width}.png"), full_page=True)
+        page.close()
+
+
+def test_the_analysis_tab_loads_the_example_run(browser, server):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(server)
+        page.get_by_role("tab", name="Analysis").click()
+        page.locator("#example-run-btn").click()
+        page.wait_for_function("document.querySelectorAll('#analysis-table [role=row]').length > 5",
+                               timeout=60_000)
+        page.locator("#analysis-table [data-testid=cell-0-3]").click()
+        page.locator("#analysis-heatmap img").wait_for(timeout=60_000)
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser_example_run.png"), full_page=True)
+        page.close()

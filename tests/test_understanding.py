@@ -278,7 +278,7 @@ def test_results_table_marks_refused_rows(pipe):
     assert list(table.columns) == app.RESULT_COLUMNS and "understood as" in app.RESULT_COLUMNS
     assert table["understood as"].tolist() == ["Is there a trumpet sound", "", "Is there a harp sound"]
     assert table["answer"].tolist()[1:] == ["— (out of scope)", "— (unknown instrument)"]
-    assert table["answer"][0] in ("yes", "no") and table["teacher answer"].tolist()[1:] == ["", ""]
+    assert table["answer"][0] in ("yes", "no") and table["teacher"].tolist()[1:] == ["", ""]
     header = app.question_header(1, answers.results[1])
     assert "Not answered" in header and "try for example" in header
 
