@@ -891,11 +891,20 @@ def clue_quality_record(args, out: dict, pointing, temporal, deletions) -> dict:
     }
 
 
+def rounded(x, digits: int = 4):
+    """The record with its floats to `digits` places (config.json stays readable)."""
+    if isinstance(x, float):
+        return round(x, digits)
+    if isinstance(x, dict):
+        return {k: rounded(v, digits) for k, v in x.items()}
+    return x
+
+
 def write_clue_quality(checkpoint: Path, record: dict) -> None:
     """Set config.json's `clue_quality` (the weights and every other key stay as they are)."""
     path = checkpoint / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
-    config["clue_quality"] = record
+    config["clue_quality"] = rounded(record)
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 

@@ -250,6 +250,11 @@ def test_quality_lines_read_the_checkpoints_record_or_say_not_measured():
     assert sc.NOT_MEASURED in sc.spatial_quality_line(sc.QUESTION_TOKENS, QUALITY)
     assert sc.NOT_MEASURED in sc.spatial_quality_line(sc.REFERENT_QUERY, None)
     t = sc.temporal_quality_line(sc.REFERENT_QUERY, QUALITY)
-    assert "1.52x" in t and "48%" in t and "not proof" in t
-    none = sc.temporal_quality_line(sc.REFERENT_QUERY, {})
-    assert sc.NOT_MEASURED in none and "not proof" in none
+    assert "1.52x" in t and "48%" in t
+    assert sc.NOT_MEASURED in sc.temporal_quality_line(sc.REFERENT_QUERY, {})
+    # too few measured questions: the rate is not stated
+    few = {"spatial": {"type words": {"multi": 0.5, "n_multi": 4, "issue": 1.0, "n_issue": 339}}}
+    assert "(multi)" not in sc.spatial_quality_line(sc.TYPE_WORDS, few)
+    # the temporal title says the seconds are no proof
+    clue = sc.ShownClue(sc.REFERENT_QUERY, "first", np.ones(4))
+    assert "'first'" in sc.temporal_title(clue) and "not proof" in sc.temporal_title(clue)

@@ -104,6 +104,15 @@ def _word(keyword: str | None) -> str:
     return (keyword or "").replace("_", " ")
 
 
+MIN_QUESTIONS = 20   # fewer measured questions than this: the rate is not stated
+
+
+def _rate(rec: Mapping, population: str) -> float | None:
+    """A population's hit rate from a record, None where unmeasured or measured on too few questions to state."""
+    value, n = rec.get(population), rec.get(f"n_{population}")
+    return None if value is None or (n is not None and n < MIN_QUESTIONS) else value
+
+
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * float(x):.0f}%"
 
@@ -113,30 +122,28 @@ def spatial_quality_line(source: str, quality: Mapping | None) -> str:
     rec = ((quality or {}).get("spatial") or {}).get(source)
     if not rec:
         return f"benchmark: {NOT_MEASURED}"
+    solo, multi, issue = (_rate(rec, pop) for pop in ("solo", "multi", "issue"))
     parts = []
-    if rec.get("solo") is not None or rec.get("multi") is not None:
-        parts.append(f"on the named player in {_pct(rec.get('solo'))} (solo) / {_pct(rec.get('multi'))} (multi) "
-                     "of questions naming one")
-    if rec.get("issue") is not None:
-        parts.append(f"on the solo clip's player in {_pct(rec['issue'])}")
+    if solo is not None or multi is not None:
+        parts.append(f"on the named player in {_pct(solo)} (solo) / {_pct(multi)} (multi) of questions naming one")
+    if issue is not None:
+        parts.append(f"on the solo clip's player in {_pct(issue)}")
     if rec.get("deletion_beats") is not None:
         parts.append(f"its top cells matter more than random ones in {_pct(rec['deletion_beats'])}")
     return "benchmark: " + "; ".join(parts) if parts else f"benchmark: {NOT_MEASURED}"
 
 
 def temporal_quality_line(source: str, quality: Mapping | None) -> str:
-    """'benchmark: ...' for an audio clue of `source`: how much of it lies in the named instrument's seconds, and
-    that deleting its top seconds is about a coin flip (so: where the model listened, not proof)."""
+    """'benchmark: ...' for an audio clue of `source`: how much of its weight lies in the named instrument's seconds,
+    and how often deleting its top seconds hurt the answer more than deleting random ones (about a coin flip,
+    hence the title's "not proof")."""
     rec = ((quality or {}).get("temporal") or {}).get(source)
     if not rec:
-        return f"benchmark: {NOT_MEASURED}; attention seconds are where the model listened, not proof"
-    line = (f"benchmark: {rec['ratio']:.2f}x the share of the seconds the named instrument sounds "
-            f"(uniform 1x, ceiling {rec['ceiling']:.2f}x)")
+        return f"benchmark: {NOT_MEASURED}"
+    line = (f"benchmark: weight in the named instrument's seconds = {rec['ratio']:.2f}x their share "
+            f"(max {rec['ceiling']:.2f}x)")
     if rec.get("deletion_beats") is not None:
-        line += (f"; deleting its top seconds beats random in {_pct(rec['deletion_beats'])}: "
-                 "where the model listened, not proof")
-    else:
-        line += "; where the model listened, not proof"
+        line += f"; deleting the top seconds beats random in {_pct(rec['deletion_beats'])}"
     return line
 
 
@@ -154,6 +161,6 @@ def spatial_title(clue: ShownClue) -> str:
 def temporal_title(clue: ShownClue) -> str:
     """What the audio curve is, in one line."""
     if clue.source == REFERENT_QUERY:
-        return (f"used + read-out: where the model listened for '{_word(clue.keyword)}', in the seconds it reads "
-                "as sounding (shaded)")
-    return "used: when the question's words listened (high-level audio attention)"
+        return (f"used + read-out: where the model listened for '{_word(clue.keyword)}' (not proof), in the "
+                "seconds it reads as sounding (shaded)")
+    return "used: where the question's words listened (high-level audio attention; not proof)"

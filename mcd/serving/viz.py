@@ -90,6 +90,8 @@ def _few_ticks(axis, n: int = 4) -> None:
 def _caption(fig: Figure, text: str | None, fontsize: float = 7.0) -> None:
     """One line at the bottom of the figure (how often such clues were right on the benchmark)."""
     if text:
+        width_pt = fig.get_figwidth() * 72 * 0.97
+        fontsize = min(fontsize, width_pt / (0.56 * len(text)))     # a long line shrinks rather than clips
         fig.text(0.5, 0.012, text, ha="center", va="bottom", fontsize=fontsize, color="0.25")
 
 
@@ -208,6 +210,8 @@ def temporal_clues(timestamps, audio_low, audio_high, visual_low, visual_high,
                            series["audio"][1])
         series.pop("audio")
         axes_left = axes[1:]
+        axes[1].text(0.01, 0.95, "visual seconds: not validated (flat on the benchmark)",
+                     transform=axes[1].transAxes, fontsize=6.5, va="top", color="0.35")
     else:
         axes_left = axes
     for ax, (name, (low, high, color)) in zip(axes_left, series.items()):
