@@ -24,6 +24,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from mcd.serving.shown_clues import (QUESTION_TOKENS, ShownClue, spatial_quality_line,  # noqa: E402
+                                     spatial_title, temporal_quality_line, temporal_title)
+
 if TYPE_CHECKING:
     from mcd.serving.pipeline import QuestionResult
 
@@ -387,7 +390,6 @@ FIGURE_NAMES = ("top5", "teacher_student", "temporal", "heatmap", "association",
 def _shown(result: "QuestionResult", kind: str):
     """The result's shown clue of `kind` ("spatial"/"temporal"), or the question tokens' map for a result that
     carries none (an older caller's object)."""
-    from mcd.serving.shown_clues import QUESTION_TOKENS, ShownClue
     shown = getattr(result, "shown", None) or {}
     if kind in shown:
         return shown[kind]
@@ -397,7 +399,6 @@ def _shown(result: "QuestionResult", kind: str):
 
 def heatmap_figure(result: "QuestionResult", frames: np.ndarray, timestamps) -> Figure:
     """The demo's spatial clue, titled with what it is and captioned with the checkpoint's benchmark numbers."""
-    from mcd.serving.shown_clues import spatial_quality_line, spatial_title
     clue = _shown(result, "spatial")
     quality = getattr(result, "clue_quality", None)
     return spatial_heatmaps(frames, clue.weights, timestamps, title=spatial_title(clue),
@@ -407,7 +408,6 @@ def heatmap_figure(result: "QuestionResult", frames: np.ndarray, timestamps) -> 
 def temporal_figure(result: "QuestionResult", timestamps, duration: float | None = None) -> Figure:
     """The demo's temporal clue (audio: the shown clue; visual: the attention curves, which the benchmark found
     flat), titled with what it is and captioned with the checkpoint's benchmark numbers."""
-    from mcd.serving.shown_clues import QUESTION_TOKENS, temporal_quality_line, temporal_title
     clue = _shown(result, "temporal")
     c = result.clues
     quality = getattr(result, "clue_quality", None)
