@@ -3,6 +3,7 @@ what they weigh most, measured on fresh synthetic clips against their exact scen
 
     python bench/clues.py --checkpoint checkpoints/mcd-synth --clips 150 --seed 31031 [--style v1]
                           [--data DIR] [--k-cells 3] [--k-seconds 2] [--draws 4] [--json OUT]
+                          [--no-deletion] [--write-checkpoint]
 
 The test set is generated (or reused from --data, default data/clues/<style>-seed<S>-n<N>) with the generator's
 own code: `--style v1` samples world v1's scenes exactly (the world the shipped checkpoint was trained on:
@@ -21,6 +22,11 @@ Three measures (the pure functions are in mcd.serving.clue_quality):
   clue inside the seconds it sounds, against those seconds' share of the clip (ratio 1 = uniform).
 * deletion: the top-k cells (over all frames) or seconds of a clue are replaced by the clip mean; the drop of the
   answer's probability is compared with that of k random ones (mean of --draws draws): "beats" = larger drop.
+
+"shown now" is what the demo draws today (`QuestionResult.shown`, mcd.serving.shown_clues); "shown" and
+"audio_high (shown)" are the maps it drew before issue 31, so one run gives the before/after table on the same
+clips and questions. `--write-checkpoint` stores the shown clues' numbers, per source of the clue, in the
+checkpoint's config.json (`clue_quality`, with this command and seed): the demo's figure captions read them.
 
 Each map is labelled with what it is: "used" = attention the model computed and read in this forward; "read-out"
 = an output the model was trained to produce (the grounding head), not a map it attended with.
@@ -318,7 +324,11 @@ def rollout(low: np.ndarray, high: np.ndarray) -> np.ndarray:
 
 
 SPATIAL_LABELS = {
-    "shown": "used; the demo today: visual_low summed over time, mean of question tokens and heads",
+    "shown now": "used; what the demo shows now (Pipeline's shown spatial clue): the referent-query map of the "
+                 "keyword read as on screen, else the type words' map",
+    "shown now: referent query": "the same, questions where it is the referent-query map",
+    "shown now: type words": "the same, questions where it is the type words' map",
+    "shown": "used; the demo before issue 31: visual_low summed over time, mean of question tokens and heads",
     "shown head {h}": "used; the same attention, head {h} only",
     "shown rolled": "used; visual_low per frame weighted by visual_high (rolled over the hierarchy)",
     "type words": "used; the low-level attention of the two type words (e.g. 'Visual', 'Location'), mean",
@@ -342,7 +352,9 @@ SPATIAL_LABELS = {
 def spatial_maps(q: Question, i: int, res, maps: dict, n_heads: int) -> dict[str, np.ndarray]:
     """name -> [P] map for question i (keyword maps only when a keyword names its referent)."""
     low = res.clues["visual_low"]                                        # [T,P]
-    out = {"shown": low.sum(0), "shown rolled": rollout(low, res.clues["visual_high"]),
+    now = res.shown["spatial"]
+    out = {"shown now": now.weights.sum(0), f"shown now: {now.source}": now.weights.sum(0),
+           "shown": low.sum(0), "shown rolled": rollout(low, res.clues["visual_high"]),
            "type words": maps["type_low_v"][i].reshape(T, P).sum(0)}
     for h in range(n_heads):
         out[f"shown head {h}"] = maps["low_v_heads"][i, h].reshape(T, P).sum(0)
@@ -399,7 +411,12 @@ def read_slot(res, q: Question) -> str | None:
 
 
 TEMPORAL_LABELS = {
-    "audio_high (shown)": "used; the demo's audio seconds: high-level audio attention, question tokens",
+    "shown now (audio)": "used; what the demo shows now (Pipeline's shown temporal clue): the referent query's "
+                         "audio weights of the keyword read as most surely sounding, else audio_high",
+    "shown now (audio): referent query": "the same, questions where it is the referent query's",
+    "shown now (audio): question tokens": "the same, questions where it is audio_high",
+    "audio_high (shown)": "used; the demo's audio seconds before issue 31: high-level audio attention, question "
+                          "tokens",
     "audio_low (shown)": "used; low-level audio attention, question tokens",
     "visual_high (shown)": "used; the demo's visual seconds: high-level visual attention",
     "visual_low over time (shown)": "used; visual_low summed over patches",
@@ -409,6 +426,12 @@ TEMPORAL_LABELS = {
     "referent query audio": "used; the referent query's look-up over the audio seconds (2nd hop)",
     "referent query audio, model-chosen": "used; the referent query of the keyword read as most surely sounding, "
                                           "else audio_high: needs no scene graph",
+    "referent query audio x read-out, model-chosen": "used x read-out: the model-chosen referent query's audio "
+                                                     "weights times the same keyword's P(sounds in segment t)",
+    "referent query audio in read-out seconds, model-chosen": "used ∩ read-out: the model-chosen referent query's "
+                                                              "audio weights inside the seconds read as sounding "
+                                                              "(P > 0.5; all seconds if none)",
+    "sounding read-out, model-chosen": "read-out: the model-chosen keyword's P(sounds in segment t), normalised",
     "sounding read-out": "read-out trained for it: grounding head P(sounds in segment t), normalised",
     "sounding read-out > 0.5": "read-out: the seconds the demo already lists as 'sounding' (P > 0.5), uniform",
 }
@@ -416,11 +439,18 @@ TEMPORAL_LABELS = {
 
 def temporal_maps(q: Question, i: int, res, maps: dict) -> dict[str, np.ndarray]:
     c = res.clues
-    out = {"audio_high (shown)": c["audio_high"], "audio_low (shown)": c["audio_low"],
+    now = res.shown["temporal"]
+    out = {"shown now (audio)": now.weights, f"shown now (audio): {now.source}": now.weights,
+           "audio_high (shown)": c["audio_high"], "audio_low (shown)": c["audio_low"],
            "visual_high (shown)": c["visual_high"], "visual_low over time (shown)": c["visual_low"].sum(1)}
     j = model_sounding_slot(res, q)
     if j is not None and "ref_a" in maps:
-        out["referent query audio, model-chosen"] = maps["ref_a"][i, j]
+        out["referent query audio, model-chosen"] = ref = maps["ref_a"][i, j]
+        seg = np.asarray(res.referents[q.keywords[j]]["segments"], dtype=np.float64)
+        out["sounding read-out, model-chosen"] = seg
+        out["referent query audio x read-out, model-chosen"] = ref * seg if (ref * seg).sum() > 0 else ref
+        inside = ref * (seg > 0.5)
+        out["referent query audio in read-out seconds, model-chosen"] = inside if inside.sum() > 0 else ref
     else:
         out["referent query audio, model-chosen"] = c["audio_high"]
     j = q.source_slot
@@ -479,6 +509,9 @@ def main() -> None:
     p.add_argument("--prior-scenes", type=int, default=2000)
     p.add_argument("--no-deletion", action="store_true")
     p.add_argument("--json", type=Path, default=None, help="write the summary numbers here")
+    p.add_argument("--write-checkpoint", action="store_true",
+                   help="store the shown clues' numbers in the checkpoint's config.json (key clue_quality): the "
+                        "demo's figure captions read them")
     args = p.parse_args()
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -506,6 +539,7 @@ def main() -> None:
     temporal: dict = defaultdict(list)             # map -> [(question, TemporalShare)]
     deletions: dict = defaultdict(list)            # (kind, map) -> [(question, Deletion)]
     correct, parse_mismatch, peaks = [], 0, Counter()
+    shown_mismatch = 0     # the pipeline's shown map differs from the bench's recomputation of the recommended one
     n_questions = 0
 
     for vid in sorted(by_clip)[: args.clips]:
@@ -549,13 +583,20 @@ def main() -> None:
                 if 0.05 < sounding.mean() < 0.95:
                     for name, m in temporal_maps(q, i, res, maps).items():
                         temporal[name].append((q, cq.temporal_share(m, sounding)))
-            q.data = {"spatial": spat, "temporal": temporal_maps(q, i, res, maps), "answer": ANSWERS.index(res.answer)}
+            if not np.allclose(spat["shown now"], spat["referent query, model-chosen, else type words"], atol=1e-5):
+                shown_mismatch += 1
+            q.data = {"spatial": spat, "temporal": temporal_maps(q, i, res, maps), "answer": ANSWERS.index(res.answer),
+                      "sources": {"spatial": res.shown["spatial"].source, "temporal": res.shown["temporal"].source}}
 
         if args.no_deletion:
             continue
         # deletion test: per question, every map's top-k and the same random draws
-        text = pipeline._text_worker.submit(pipeline._encode_text, parsed).result()
-        qtype = torch.tensor([type_index(pq.type) for pq in parsed], dtype=torch.long)
+        understood = pipeline.understand([q.text for q in qs])   # as Pipeline.answer asked them
+        if not all(u.answered for u in understood):
+            raise SystemExit(f"{vid}: a test question was refused: "
+                             f"{[u.text for u in understood if not u.answered]}")
+        text = pipeline._text_worker.submit(pipeline._encode_text, understood).result()
+        qtype = torch.tensor([type_index(u.type) for u in understood], dtype=torch.long)
         V, A = feats.visual, feats.audio
         rows, vis, aud, keys = [], [], [], []
 
@@ -572,13 +613,15 @@ def main() -> None:
                 add(i, cq.replace_with_mean(V, rc[d], axis=1), A, (i, "cells", "random", d))
                 add(i, V, cq.replace_with_mean(A, rs[d], axis=0), (i, "audio seconds", "random", d))
                 add(i, cq.replace_with_mean(V, rs[d], axis=0), A, (i, "visual seconds", "random", d))
-            for name in ("shown", "keyword", "referent query", "shown rolled", "keyword, model-chosen",
+            for name in ("shown now", "shown", "keyword", "referent query", "shown rolled", "keyword, model-chosen",
                          "referent query, model-chosen", "type words",
                          "referent query, model-chosen, else type words"):
                 if name in q.data["spatial"]:
                     idx = cq.top_k(q.data["spatial"][name], args.k_cells)
                     add(i, cq.replace_with_mean(V, idx, axis=1), A, (i, "cells", name))
             for name, m in q.data["temporal"].items():
+                if ": " in name:      # a per-source subset of another map: the same rows
+                    continue
                 idx = cq.top_k(m, args.k_seconds)
                 if "audio" in name or name.startswith("sounding read-out"):
                     add(i, V, cq.replace_with_mean(A, idx, axis=0), (i, "audio seconds", name))
@@ -600,8 +643,15 @@ def main() -> None:
                             cq.deletion(cq.log_odds(lp0, a), cq.log_odds(lp, a), [cq.log_odds(r, a) for r in rnd]))))
 
     probe.close()
-    report(args, root, pointing, temporal, deletions, correct, parse_mismatch, peaks, prior, n_questions,
-           time.perf_counter() - start)
+    if shown_mismatch:
+        print(f"WARNING: on {shown_mismatch} questions the pipeline's shown map is not the bench's recommended map",
+              file=sys.stderr)
+    out = report(args, root, pointing, temporal, deletions, correct, parse_mismatch, peaks, prior, n_questions,
+                 time.perf_counter() - start)
+    if args.write_checkpoint:
+        record = clue_quality_record(args, out, pointing, temporal, deletions)
+        write_clue_quality(args.checkpoint, record)
+        print(f"\nwrote clue_quality to {args.checkpoint / 'config.json'}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------------- the report
@@ -640,7 +690,7 @@ def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, p
     print(table(["map", "solo: instrument", "solo: player", "multi: instrument", "multi: player",
                  "issue-31 pop.: instrument", "issue-31 pop.: player", "what it is"], rows))
 
-    show = [n for n in ("shown", "keyword", "referent query", "referent query, model-chosen",
+    show = [n for n in ("shown now", "shown", "keyword", "referent query", "referent query, model-chosen",
                         "referent query, model-chosen, else type words", "position read-out (slot)", "prior cell")
             if n in pointing]
     for group, key in (("question type", lambda q: q.type), ("template", lambda q: q.template)):
@@ -674,7 +724,7 @@ def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, p
         out["temporal"][name] = {"n": len(v), "share": share, "base": base, "ratio": share / base,
                                  "above": cq.rate(above)[0]}
     print(table(["clue", "n", "share", "base", "ratio", "ceiling", "gain", "share > base", "what it is"], rows))
-    tshow = [n for n in ("audio_high (shown)", "visual_high (shown)", "keyword audio_high", "referent query audio",
+    tshow = [n for n in ("shown now (audio)", "audio_high (shown)", "visual_high (shown)", "keyword audio_high", "referent query audio",
                          "referent query audio, model-chosen", "sounding read-out") if n in temporal]
     print("\n### Temporal share ratio per question type\n")
     groups = defaultdict(lambda: defaultdict(list))
@@ -716,9 +766,10 @@ def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, p
         print("\n### Deletion per question type (beats random in log-odds; shown maps: cells by visual_low, "
               "audio seconds by "
               "audio_high, visual seconds by visual_high)\n")
-        pick = [("cells", "shown"), ("cells", "keyword"), ("cells", "referent query"),
+        pick = [("cells", "shown now"), ("cells", "shown"), ("cells", "keyword"), ("cells", "referent query"),
                 ("cells", "referent query, model-chosen"),
-                ("audio seconds", "audio_high (shown)"), ("audio seconds", "keyword audio_high"),
+                ("audio seconds", "shown now (audio)"), ("audio seconds", "audio_high (shown)"),
+                ("audio seconds", "keyword audio_high"),
                 ("visual seconds", "visual_high (shown)")]
         pick = [k for k in pick if k in deletions]
         groups = defaultdict(lambda: defaultdict(list))
@@ -733,9 +784,128 @@ def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, p
     for q, c in correct:
         acc[q.type].append(c)
     print(table(["type", "accuracy"], [[t, cq.pct(v)] for t, v in sorted(acc.items())]))
+    print_before_after(out, pointing, temporal, deletions)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- before / after
+
+BEFORE_AFTER = (("spatial", "shown", "shown now"), ("temporal", "audio_high (shown)", "shown now (audio)"))
+
+
+def deletion_rates(deletions, kind: str, name: str, source: tuple[str, str] | None = None) -> dict:
+    """beats (probability), and beats where a deletion moves p by >= 0.01, of one map's deletion rows; `source`
+    = ("spatial"|"temporal", source) keeps the questions where the shown clue came from it."""
+    sel = [(q, d) for q, (d, _) in deletions.get((kind, name), [])
+           if source is None or q.data.get("sources", {}).get(source[0]) == source[1]]
+    decisive = [d.beats_random for _, d in sel if max(abs(d.drop_top), abs(d.drop_random)) >= 0.01]
+    return {"n": len(sel), "beats": cq.rate([d.beats_random for _, d in sel])[0] if sel else None,
+            "decisive_beats": cq.rate(decisive)[0] if decisive else None, "decisive_n": len(decisive)}
+
+
+def pointing_rates(pointing, name: str) -> dict:
+    """Pointing-game hit rates (instrument box) of one map per population, with their counts."""
+    out = {}
+    for pop in ("solo", "multi", "issue"):
+        hits = [h for _, h in pointing.get(name, {}).get(pop, {}).get("instrument", [])]
+        out[pop], out[f"n_{pop}"] = (cq.rate(hits)[0] if hits else None), len(hits)
+    return out
+
+
+def temporal_rates(temporal, name: str) -> dict | None:
+    v = temporal.get(name)
+    if not v:
+        return None
+    share, base = float(np.mean([t.share for _, t in v])), float(np.mean([t.base for _, t in v]))
+    return {"n": len(v), "share": share, "base": base, "ratio": share / base, "ceiling": 1 / base,
+            "above": cq.rate([t.share > t.base for _, t in v])[0]}
+
+
+def print_before_after(out, pointing, temporal, deletions) -> None:
+    """The issue's must-show table: the demo's clues before and after, on the same clips and questions."""
+    print("\n## Before / after: what the demo shows (same clips, same questions)\n")
+    rows = []
+    for label, name in (("before: question tokens' visual_low", "shown"),
+                        ("after: referent query, else type words", "shown now")):
+        r = pointing_rates(pointing, name)
+        d = deletion_rates(deletions, "cells", name)
+        rows.append([label] + [f"{100 * r[p]:.1f}% ({r[f'n_{p}']})" if r[p] is not None else "-"
+                               for p in ("solo", "multi", "issue")]
+                    + [cq_pct(d["beats"]), cq_pct(d["decisive_beats"])])
+    print(table(["spatial map", "pointing solo (≥85%)", "pointing multi (≥70%)", "issue-31 population",
+                 "deletion beats random (≥80%)", "beats where p moves ≥ 0.01"], rows))
+    rows = []
+    for label, name in (("before: question tokens' audio_high", "audio_high (shown)"),
+                        ("after: referent query audio in read-out seconds, else audio_high", "shown now (audio)")):
+        r = temporal_rates(temporal, name)
+        d = deletion_rates(deletions, "audio seconds", name)
+        if r:
+            rows.append([label, r["n"], f"{r['ratio']:.2f}", f"{r['ceiling']:.2f}", cq_pct(r["above"]),
+                         cq_pct(d["beats"]), cq_pct(d["decisive_beats"])])
+    print()
+    print(table(["audio seconds", "n", "ratio (≥1.5)", "ceiling", "share > base", "deletion beats random (≥80%)",
+                 "beats where p moves ≥ 0.01"], rows))
+
+
+def cq_pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def clue_quality_record(args, out: dict, pointing, temporal, deletions) -> dict:
+    """What the demo's captions read (mcd.serving.shown_clues): per source of a shown clue, how often such clues
+    were right on this run, with the command that measured it."""
+    from mcd.serving.shown_clues import QUESTION_TOKENS, REFERENT_QUERY, TYPE_WORDS
+    cmd = (f"PYTHONPATH=$PWD .venv/bin/python bench/clues.py --checkpoint {args.checkpoint} --clips {args.clips} "
+           f"--seed {args.seed} --style {args.style}" + (" --no-deletion" if args.no_deletion else "")
+           + " --write-checkpoint")
+    measured = not args.no_deletion
+
+    def spatial(name, source):
+        rec = pointing_rates(pointing, name)
+        if measured:
+            rec["deletion_beats"] = deletion_rates(deletions, "cells", "shown now" if source else name,
+                                                   ("spatial", source) if source else None)["beats"]
+        return rec
+
+    def temporal_rec(name, source):
+        rec = temporal_rates(temporal, name)
+        if rec is not None and measured:
+            rec["deletion_beats"] = deletion_rates(deletions, "audio seconds",
+                                                   "shown now (audio)" if source else name,
+                                                   ("temporal", source) if source else None)["beats"]
+        return rec
+
+    return {
+        "command": cmd, "bench": "bench/clues.py", "style": args.style, "seed": args.seed, "clips": args.clips,
+        "questions": out["questions"], "answer_accuracy": out["accuracy"], "deletion_measured": measured,
+        "measured_on": time.strftime("%Y-%m-%d"),
+        "spatial": {REFERENT_QUERY: spatial(f"shown now: {REFERENT_QUERY}", REFERENT_QUERY),
+                    TYPE_WORDS: spatial(f"shown now: {TYPE_WORDS}", TYPE_WORDS),
+                    QUESTION_TOKENS: spatial("shown", None), "shown": spatial("shown now", None)},
+        "temporal": {REFERENT_QUERY: temporal_rec(f"shown now (audio): {REFERENT_QUERY}", REFERENT_QUERY),
+                     QUESTION_TOKENS: temporal_rec("audio_high (shown)", None),
+                     "shown": temporal_rec("shown now (audio)", None)},
+    }
+
+
+def rounded(x, digits: int = 4):
+    """The record with its floats to `digits` places (config.json stays readable)."""
+    if isinstance(x, float):
+        return round(x, digits)
+    if isinstance(x, dict):
+        return {k: rounded(v, digits) for k, v in x.items()}
+    return x
+
+
+def write_clue_quality(checkpoint: Path, record: dict) -> None:
+    """Set config.json's `clue_quality` (the weights and every other key stay as they are)."""
+    path = checkpoint / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["clue_quality"] = rounded(record)
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -177,3 +177,84 @@ def test_rate_and_pct():
     assert math.isnan(cq.rate([])[0])
     assert cq.pct([True, False]) == "50.0% (2)"
     assert cq.pct([]) == "-"
+
+
+# ------------------------------------------------------------------------------------------------- the shown clues
+
+from mcd.serving import shown_clues as sc  # noqa: E402
+
+
+def _referent(position: str, position_p: float, sounds_p: float = 0.5, segments=None) -> dict:
+    return {"instrument": "violin", "instrument_p": 0.9, "position": position, "position_p": position_p,
+            "sounds_p": sounds_p, "segments": np.full(4, 0.9) if segments is None else np.asarray(segments)}
+
+
+def _object_maps(K: int, T: int = 4, P: int = 49) -> dict[str, np.ndarray]:
+    """Per-object maps where object k puts all its weight on cell k of second 0 (so maps are told apart)."""
+    low = np.zeros((K, T, P))
+    ref = np.zeros((K, T, P))
+    for k in range(K):
+        low[k, 0, k] = 1.0
+        ref[k, 1, 10 + k] = 1.0
+    audio = np.tile(np.array([0.1, 0.2, 0.3, 0.4]), (K, 1))
+    return {"visual_low": low, "referent_visual": ref, "referent_audio": audio}
+
+
+def test_shown_spatial_is_the_referent_query_map_of_the_keyword_read_as_on_screen():
+    keywords = ["violin", "left"]
+    refs = {"violin": _referent("offscreen", 0.99), "left": _referent("left", 0.8)}
+    maps = _object_maps(K=4)
+    clue = sc.shown_spatial(keywords, ["Visual", "Location"], refs, maps, question_map=np.ones((4, 49)))
+    assert (clue.source, clue.keyword) == (sc.REFERENT_QUERY, "left")
+    np.testing.assert_array_equal(clue.weights, maps["referent_visual"][1])
+    # the more confident on-screen reading wins
+    refs["violin"] = _referent("right", 0.95)
+    assert sc.shown_spatial(keywords, ["Visual", "Location"], refs, maps, np.ones((4, 49))).keyword == "violin"
+
+
+def test_shown_spatial_falls_back_to_the_type_words_then_the_question_words():
+    refs = {"banjo": _referent("absent", 0.99)}
+    maps = _object_maps(K=3)
+    clue = sc.shown_spatial(["banjo"], ["Visual", "Existential"], refs, maps, np.ones((4, 49)))
+    assert clue.source == sc.TYPE_WORDS and clue.words == ("Visual", "Existential")
+    np.testing.assert_allclose(clue.weights, maps["visual_low"][1:3].mean(axis=0))
+    question_map = np.full((4, 49), 1 / (4 * 49))
+    bare = sc.shown_spatial(["banjo"], ["Visual", "Existential"], {}, {}, question_map)
+    assert bare.source == sc.QUESTION_TOKENS and bare.weights is question_map
+
+
+def test_shown_temporal_is_the_sounding_keywords_attention_inside_its_read_out_seconds():
+    refs = {"violin": _referent("left", 0.9, sounds_p=0.4),
+            "flute": _referent("right", 0.9, sounds_p=0.95, segments=[0.9, 0.1, 0.8, 0.2]),
+            "banjo": _referent("absent", 0.9, sounds_p=0.99)}       # absent: never the one listened for
+    maps = _object_maps(K=5)
+    clue = sc.shown_temporal(["violin", "flute", "banjo"], refs, maps, question_audio=np.full(4, 0.25))
+    assert (clue.source, clue.keyword) == (sc.REFERENT_QUERY, "flute")
+    np.testing.assert_allclose(clue.weights, [0.1, 0.0, 0.3, 0.0])
+    np.testing.assert_allclose(clue.attention, maps["referent_audio"][1])
+    # no second read as sounding: the attention over all seconds
+    np.testing.assert_allclose(sc.in_sounding_seconds([0.5, 0.5], [0.1, 0.2]), [0.5, 0.5])
+    fallback = sc.shown_temporal(["banjo"], {"banjo": refs["banjo"]}, maps, np.full(4, 0.25))
+    assert fallback.source == sc.QUESTION_TOKENS
+
+
+QUALITY = {"spatial": {"referent query": {"solo": 1.0, "multi": 0.866, "issue": None, "deletion_beats": 0.594},
+                       "type words": {"solo": None, "multi": None, "issue": 1.0}},
+           "temporal": {"referent query": {"ratio": 1.52, "ceiling": 1.65, "deletion_beats": 0.48}}}
+
+
+def test_quality_lines_read_the_checkpoints_record_or_say_not_measured():
+    line = sc.spatial_quality_line(sc.REFERENT_QUERY, QUALITY)
+    assert "100% (solo) / 87% (multi)" in line and "59%" in line
+    assert "100%" in sc.spatial_quality_line(sc.TYPE_WORDS, QUALITY)
+    assert sc.NOT_MEASURED in sc.spatial_quality_line(sc.QUESTION_TOKENS, QUALITY)
+    assert sc.NOT_MEASURED in sc.spatial_quality_line(sc.REFERENT_QUERY, None)
+    t = sc.temporal_quality_line(sc.REFERENT_QUERY, QUALITY)
+    assert "1.52x" in t and "48%" in t
+    assert sc.NOT_MEASURED in sc.temporal_quality_line(sc.REFERENT_QUERY, {})
+    # too few measured questions: the rate is not stated
+    few = {"spatial": {"type words": {"multi": 0.5, "n_multi": 4, "issue": 1.0, "n_issue": 339}}}
+    assert "(multi)" not in sc.spatial_quality_line(sc.TYPE_WORDS, few)
+    # the temporal title says the seconds are no proof
+    clue = sc.ShownClue(sc.REFERENT_QUERY, "first", np.ones(4))
+    assert "'first'" in sc.temporal_title(clue) and "not proof" in sc.temporal_title(clue)

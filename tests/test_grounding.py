@@ -357,3 +357,35 @@ def test_answers_carry_what_each_keyword_points_at():
         ["flute", "middle", "absent"]
     assert got["middle"]["position_p"] == pytest.approx(0.7) and got["drum"]["sounds_p"] == pytest.approx(0.1)
     assert describe_referents(["left"], {}, GROUNDING_INSTRUMENTS) == {}
+
+
+def test_object_clues_return_where_each_object_and_its_referent_query_looked():
+    """MCDOutput.object_clues (the demo's spatial and audio clues) are per-object distributions over the patches
+    and seconds, zero on padding, and returning them changes nothing the referent query computes."""
+    cfg = small_config(object_clues=True, object_grounding=True, grounding_classes=5, referent_query=True)
+    torch.manual_seed(0)
+    model = MCD(cfg).eval()
+    inputs = make_batch(cfg, labels=False)
+    inputs["objects_mask"][0, -1] = False
+    with torch.no_grad():
+        out = model(**inputs)
+    B, K = inputs["objects"].shape[:2]
+    assert out.object_clues["referent_visual"].shape == (B, K, cfg.T, cfg.P)
+    assert out.object_clues["visual_low"].shape == (B, K, cfg.T, cfg.P)
+    assert out.object_clues["referent_audio"].shape == out.object_clues["audio_high"].shape == (B, K, cfg.T)
+    real = inputs["objects_mask"]
+    for name in ("referent_visual", "referent_audio"):
+        sums = out.object_clues[name].flatten(2).sum(-1)
+        torch.testing.assert_close(sums, torch.ones_like(sums))       # the look-up runs for every row
+    for name in ("visual_low", "audio_high"):
+        sums = out.object_clues[name].flatten(2).sum(-1)
+        torch.testing.assert_close(sums[real], torch.ones_like(sums[real]))
+        assert torch.all(sums[~real] == 0)
+    query = model.keywords.referent_query
+    inst = torch.rand(2, 3, 5).softmax(-1)
+    vis, aud = torch.randn(1, 6, cfg.d), torch.randn(1, cfg.T, cfg.d)
+    with torch.no_grad():
+        plain = query(inst, vis, aud)
+        with_weights = query(inst, vis, aud, return_weights=True)
+    assert all(torch.equal(a, b) for a, b in zip(plain, with_weights[:2]))
+    assert with_weights[2].shape == (2, 3, 6) and with_weights[3].shape == (2, 3, cfg.T)

@@ -164,3 +164,34 @@ def test_each_question_gets_its_types_expert_weight(pipe):
         np.testing.assert_allclose(r.student_probs, out.logits[i].softmax(-1).numpy(), atol=1e-6)
         same = weights.get(r.type, model.config.ext.grounding.expert_weight) == model.config.ext.grounding.expert_weight
         assert torch.allclose(out.logits[i], uniform[i]) == same, r.type
+
+
+def test_shown_clues_are_the_models_own_maps(pipe):
+    """The demo's spatial clue is the referent query's map of the keyword the grounding head reads as on screen
+    (else the type words' map); its audio clue is the sounding keyword's referent-query weights inside the seconds
+    the head reads it as sounding. Every map comes from this forward (no scene graph), and each result carries the
+    checkpoint's benchmark record for the captions."""
+    answers = pipe.answer(CLIP, EXAMPLE["questions"])
+    sources = set()
+    for r in answers.results:
+        spatial, temporal = r.shown["spatial"], r.shown["temporal"]
+        sources.add(spatial.source)
+        n_kw = len(r.keywords)
+        if spatial.source == "referent query":
+            j = r.keywords.index(spatial.keyword)
+            assert r.referents[spatial.keyword]["position"] in ("left", "middle", "right")
+            np.testing.assert_array_equal(spatial.weights, r.object_clues["referent_visual"][j])
+        else:
+            assert spatial.source == "type words"
+            assert all(ref["position"] not in ("left", "middle", "right") for ref in r.referents.values())
+            np.testing.assert_allclose(spatial.weights, r.object_clues["visual_low"][n_kw:].mean(axis=0))
+        assert spatial.weights.shape == (pipe.T, 49) and np.isclose(spatial.weights.sum(), 1, atol=1e-4)
+        if temporal.source == "referent query":
+            j = r.keywords.index(temporal.keyword)
+            np.testing.assert_allclose(temporal.attention, r.object_clues["referent_audio"][j])
+            inside = r.referents[temporal.keyword]["segments"] > 0.5
+            if (temporal.attention * inside).sum() > 0:
+                assert np.all(temporal.weights[~inside] == 0)
+        assert r.clue_quality == pipe.config.get("clue_quality")
+        assert "visual_low" in r.clues and "audio_high" in r.clues     # the maps shown before stay for the bench
+    assert sources == {"referent query", "type words"}

@@ -240,3 +240,61 @@ def test_per_type_accuracy_marks_unmeasured_types():
     texts = [t.get_text() for t in ax.texts]
     assert sum("n/a" in t for t in texts) == 1 and sum("50%" in t for t in texts) == 8
     assert len(ax.patches) == 2 * len(QUESTION_TYPES)
+
+
+def _figure_texts(fig) -> str:
+    """Every text the figure draws: its own texts, its suptitle and its axes' titles."""
+    texts = [t.get_text() for t in fig.texts] + [ax.get_title() for ax in fig.axes]
+    return " | ".join(texts)
+
+
+def _shown_result(quality):
+    """A result whose shown clues are the referent query's (keyword 'violin'), with a checkpoint record or none."""
+    from mcd.serving.shown_clues import REFERENT_QUERY, ShownClue
+    rng = np.random.default_rng(3)
+    spatial = one_hot_attention(4, 10)
+    attention = rng.dirichlet(np.ones(T))
+    sounding = np.where(np.arange(T) < 5, 0.9, 0.1)
+    clues = {"association": rng.random((2 * T, 2 * T)), "visual_low": rng.dirichlet(np.ones(T * P)).reshape(T, P),
+             "audio_low": rng.dirichlet(np.ones(T)), "visual_high": rng.dirichlet(np.ones(T)),
+             "audio_high": rng.dirichlet(np.ones(T)), "objects": rng.dirichlet(np.ones(3))}
+    probs = rng.dirichlet(np.ones(len(ANSWERS)))
+    return SimpleNamespace(
+        top5=[(ANSWERS[i], float(probs[i])) for i in np.argsort(-probs)[:5]], student_probs=probs,
+        teacher_probs=probs, agree=True, js_divergence=0.0, objects=["violin", "Audio", "Counting"], clues=clues,
+        shown={"spatial": ShownClue(REFERENT_QUERY, "violin", spatial),
+               "temporal": ShownClue(REFERENT_QUERY, "violin", attention * (sounding > 0.5), attention=attention,
+                                     sounding=sounding)},
+        clue_quality=quality)
+
+
+def test_clue_figures_say_what_they_are_and_carry_the_checkpoints_numbers():
+    quality = {"spatial": {"referent query": {"solo": 1.0, "multi": 0.866, "deletion_beats": 0.59}},
+               "temporal": {"referent query": {"ratio": 1.52, "ceiling": 1.65, "deletion_beats": 0.48}}}
+    figs = viz.question_figures(_shown_result(quality), two_colour_frames(), np.arange(T) + 0.5, duration=10.0)
+    assert tuple(figs) == viz.FIGURE_NAMES
+    heat = _figure_texts(figs["heatmap"])
+    assert "used: where the model looked for 'violin'" in heat and "100% (solo) / 87% (multi)" in heat
+    # the heatmap draws the shown map: its one attended second is the first frame shown, at full colour
+    assert "t = 4.5 s  (100% of attention)" in heat
+    temporal = _figure_texts(figs["temporal"])
+    assert "listened for 'violin'" in temporal and "1.52x" in temporal and "not proof" in temporal
+    assert "not measured" in _figure_texts(figs["association"]) and "not measured" in _figure_texts(figs["objects"])
+
+
+def test_clue_figures_of_an_unmeasured_checkpoint_say_so():
+    figs = viz.question_figures(_shown_result(None), two_colour_frames(), np.arange(T) + 0.5, duration=10.0)
+    assert "not measured for this checkpoint" in _figure_texts(figs["heatmap"])
+    assert "not measured for this checkpoint" in _figure_texts(figs["temporal"])
+
+
+def test_temporal_panel_draws_the_shown_audio_solid_only_inside_the_sounding_seconds():
+    attention = np.full(T, 0.1)
+    sounding = np.where(np.arange(T) < 4, 0.9, 0.1)
+    fig = viz.temporal_clues(np.arange(T) + 0.5, np.full(T, 0.1), np.full(T, 0.1), np.full((T, P), 1 / (T * P)),
+                             np.full(T, 0.1), shown_audio=attention * (sounding > 0.5), attention=attention,
+                             sounding=sounding, title="t", caption="c")
+    audio_ax = fig.axes[0]
+    solid = [b for b in audio_ax.patches if type(b).__name__ == "Rectangle" and b.get_alpha() in (None, 1.0)
+             and b.get_height() > 0]
+    assert len(solid) == 4

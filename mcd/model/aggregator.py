@@ -28,6 +28,8 @@ class BranchOutput:
     high: torch.Tensor | None            # [B,L,T] attention over the high level
     objects: torch.Tensor | None         # [B,L,K] attention over the text objects
     object_clues: torch.Tensor | None = None   # [B,K,d] what each text object gathered (with `object_clues`)
+    object_low: torch.Tensor | None = None     # [B,K,N_low] each text object's own low-level attention
+    object_high: torch.Tensor | None = None    # [B,K,T] and its high-level attention (with `object_clues`)
 
 
 class Aggregator(nn.Module):
@@ -99,10 +101,12 @@ class Aggregator(nn.Module):
         if self.gate is not None:
             clue = clue * self.gate(x)
             u = x + clue
-        object_clue = None
+        object_clue = object_low = object_high = None
         if with_objects:
             objects, object_clue = u[:, L:], clue[:, L:]
             u, clue = u[:, :L], clue[:, :L]
+            object_low = w_low[:, L:] if w_low is not None else None
+            object_high = w_high[:, L:] if w_high is not None else None
             w_low = w_low[:, :L] if w_low is not None else None
             w_high = w_high[:, :L] if w_high is not None else None
         y = u if self.hints else q                       # the hint written back into the question tokens
@@ -111,7 +115,7 @@ class Aggregator(nn.Module):
             y = y + self.drop(a)
         y = y + self.ffn(self.ln_ffn(y))
         tokens = y - q if self.hints else y - q + clue
-        return BranchOutput(tokens, w_low, w_high, w_obj, object_clue)
+        return BranchOutput(tokens, w_low, w_high, w_obj, object_clue, object_low, object_high)
 
 
 def masked_token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -116,28 +116,34 @@ class ReferentQuery(nn.Module):
         self.gate_audio = nn.Linear(classes, d)
 
     @staticmethod
-    def _lookup(q: torch.Tensor, context: torch.Tensor, clip_index: torch.Tensor | None) -> torch.Tensor:
-        """q [B,K,d] reads context [B|1|V,N,d] (row clip_index[i] for query i when given) -> [B,K,d]."""
+    def _lookup(q: torch.Tensor, context: torch.Tensor,
+                clip_index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """q [B,K,d] reads context [B|1|V,N,d] (row clip_index[i] for query i when given) -> (what it gathered
+        [B,K,d], where it looked [B,K,N]); the weights are the demo's referent-query clues."""
         if clip_index is not None:  # each clip's keywords read it in one product (no per-question copy)
             groups = ClipGroups(clip_index)
-            return groups.merge([ReferentQuery._lookup(q_clip, context[c:c + 1], None)
-                                 for c, q_clip in zip(groups.clips, groups.split(q))])
+            parts = [ReferentQuery._lookup(q_clip, context[c:c + 1], None)
+                     for c, q_clip in zip(groups.clips, groups.split(q))]
+            return groups.merge([g for g, _ in parts]), groups.merge([w for _, w in parts])
         if context.shape[0] == 1 and q.shape[0] > 1:
             B, K, d = q.shape
-            return ReferentQuery._lookup(q.reshape(1, B * K, d), context, None).view(B, K, d)
+            gathered, weights = ReferentQuery._lookup(q.reshape(1, B * K, d), context, None)
+            return gathered.view(B, K, d), weights.view(B, K, -1)
         if context.shape[0] != q.shape[0]:
             context = context.expand(q.shape[0], -1, -1)
         weights = (q @ context.transpose(1, 2) / math.sqrt(q.shape[-1])).softmax(dim=-1)
-        return weights @ context
+        return weights @ context, weights
 
     def forward(self, instrument: torch.Tensor, visual: torch.Tensor, audio: torch.Tensor,
-                clip_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                clip_index: torch.Tensor | None = None, return_weights: bool = False):
         """instrument [B,K,C] (probabilities), visual [.,N,d] patch (or segment) tokens, audio [.,T,d] segment
-        tokens -> what each keyword's instrument gathers from each, [B,K,d] twice."""
+        tokens -> what each keyword's instrument gathers from each, [B,K,d] twice; with `return_weights` also
+        where it looked, [B,K,N] and [B,K,T] (the same softmax, so returning it changes nothing computed)."""
         q = self.query(instrument)
-        r_v = self._lookup(self.q_visual(q), visual, clip_index) * self.gate_visual(instrument)
-        r_a = self._lookup(self.q_audio(q), audio, clip_index) * self.gate_audio(instrument)
-        return r_v, r_a
+        g_v, w_v = self._lookup(self.q_visual(q), visual, clip_index)
+        g_a, w_a = self._lookup(self.q_audio(q), audio, clip_index)
+        r_v, r_a = g_v * self.gate_visual(instrument), g_a * self.gate_audio(instrument)
+        return (r_v, r_a, w_v, w_a) if return_weights else (r_v, r_a)
 
 
 class GroundedExpert(nn.Module):

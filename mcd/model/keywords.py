@@ -38,6 +38,7 @@ class KeywordReadings:
     raw: list[tuple[torch.Tensor, ...]] = field(default_factory=list)    # grounding head outputs, one per reading
     referents: list[dict[str, torch.Tensor]] = field(default_factory=list)
     features: torch.Tensor | None = None                                  # [B,K,referent_width]
+    referent_weights: tuple[torch.Tensor, torch.Tensor] | None = None     # where each referent query looked
 
     def mean_referents(self) -> dict[str, torch.Tensor]:
         """The mean of every reading (the keyword's clue, then its referent query), as the demo shows them."""
@@ -102,8 +103,10 @@ class KeywordExtensions(nn.Module):
             readings.raw.append(self.grounding(br_v.object_clues, br_a.object_clues))
             readings.referents.append(GroundingHead.read(readings.raw[0]))
             if g.referent_query:
-                r_v, r_a = self.referent_query(readings.referents[0]["instrument"],
-                                               hat_v if low_v is None else low_v, x_a, clip_index)
+                r_v, r_a, w_v, w_a = self.referent_query(readings.referents[0]["instrument"],
+                                                         hat_v if low_v is None else low_v, x_a, clip_index,
+                                                         return_weights=True)
+                readings.referent_weights = (w_v, w_a)
                 readings.raw.append(self.grounding(r_v, r_a))
                 readings.referents.append(GroundingHead.read(readings.raw[1]))
         if self.cfg.extensions.object_readout:

@@ -47,6 +47,12 @@ class MCDOutput:
       objects [B,K] over the real, enabled text objects (averaged over both branches).
     A level that the configuration switches off (hierarchy, text_objects) is all zeros, as is `objects`
     for a question with no usable object.
+
+    object_clues (with `object_clues`; per text object, heads averaged; padding rows zero): visual_low [B,K,T,P],
+      audio_low, visual_high, audio_high [B,K,T] = where each keyword or type word looked itself; with
+      `referent_query` also referent_visual [B,K,T,P] (or [B,K,T] without the low level) and referent_audio
+      [B,K,T] = where the instrument the grounding head read for each object looked in the second hop. Kept
+      apart from `clues` because they are one map per object, not per question.
     """
 
     logits: torch.Tensor                 # [B,C] the prediction: the student's (with the grounded expert,
@@ -59,6 +65,7 @@ class MCDOutput:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     clues: dict[str, torch.Tensor] = field(default_factory=dict)
     referents: dict[str, torch.Tensor] = field(default_factory=dict)   # what keywords point at (extensions)
+    object_clues: dict[str, torch.Tensor] = field(default_factory=dict)  # per text object (extensions)
     expert_logits: torch.Tensor | None = None   # [B,C] the grounded expert's own (extensions)
 
 
@@ -205,6 +212,7 @@ class MCD(nn.Module):
                                           br_v, br_a, q_mask, o_mask, objects.shape[1]))
         if readings is not None:
             out.referents = readings.mean_referents()
+            out.object_clues = self._object_clues(br_v, br_a, readings, B)
 
         # 9. losses: CE(student) + CE(teacher) + λ_con·InfoNCE(m_v, m_a) + λ_kd·KD(z_q ← z_v, z_a) [F]
         if labels is not None:
@@ -278,6 +286,23 @@ class MCD(nn.Module):
                 "visual_low": avg(br_v.low, (T, P)), "audio_low": avg(br_a.low, (T,)),
                 "visual_high": avg(br_v.high, (T,)), "audio_high": avg(br_a.high, (T,)),
                 "objects": objects}
+
+    def _object_clues(self, br_v: BranchOutput, br_a: BranchOutput, readings, B: int) -> dict[str, torch.Tensor]:
+        """Each text object's own attention and its referent query's (MCDOutput.object_clues): the maps the demo
+        shows for the keyword the model reads as the referent, already computed by this forward."""
+        T, P = self.config.T, self.config.P
+        out = {}
+        for name, w in (("visual_low", br_v.object_low), ("audio_low", br_a.object_low),
+                        ("visual_high", br_v.object_high), ("audio_high", br_a.object_high)):
+            if w is not None:
+                out[name] = w.expand(B, *w.shape[1:])
+        if "visual_low" in out:
+            out["visual_low"] = out["visual_low"].reshape(B, -1, T, P)
+        if readings.referent_weights is not None:
+            w_v, w_a = readings.referent_weights
+            out["referent_visual"] = w_v.reshape(B, -1, T, P) if w_v.shape[-1] == T * P else w_v
+            out["referent_audio"] = w_a
+        return out
 
     # ------------------------------------------------------------------------------------------------
     def _check_inputs(self, visual, audio, question, question_mask, objects, objects_mask, labels,

@@ -20,6 +20,7 @@ import torch
 
 from mcd import media
 from mcd.serving import ood
+from mcd.serving.shown_clues import ShownClue, shown_spatial, shown_temporal
 from mcd.model.checkpoint import load_checkpoint
 from mcd.data.text_bank import TextBank, object_phrases
 from mcd.device import move, resolve_device
@@ -74,6 +75,9 @@ class QuestionResult:
     objects: list[str] = field(default_factory=list)
     clues: dict[str, np.ndarray] = field(default_factory=dict)  # association [2T,2T], visual_low [T,P], ...
     referents: dict[str, dict] = field(default_factory=dict)   # keyword -> what it points at (object_grounding)
+    object_clues: dict[str, np.ndarray] = field(default_factory=dict)  # per text object [K,...] (MCDOutput)
+    shown: dict[str, ShownClue] = field(default_factory=dict)  # "spatial", "temporal": the clues the demo draws
+    clue_quality: dict | None = None   # the checkpoint's bench record (config.json "clue_quality"), for captions
     status: str = ANSWERED
     understood_as: str | None = None   # the filled template the model is asked (None when nothing fits)
     similarity: float | None = None    # to the matched template (understanding.py); 1.0: exact wording
@@ -183,6 +187,13 @@ def describe_referents(keywords: Sequence[str], read: dict[str, np.ndarray],
     return out
 
 
+def shown_clues(keywords: Sequence[str], type_words: Sequence[str], referents: dict[str, dict],
+                object_clues: dict[str, np.ndarray], clues: dict[str, np.ndarray]) -> dict[str, ShownClue]:
+    """The spatial and temporal clue the demo draws for one answer (mcd.serving.shown_clues says why these)."""
+    return {"spatial": shown_spatial(keywords, type_words, referents, object_clues, clues["visual_low"]),
+            "temporal": shown_temporal(keywords, referents, object_clues, clues["audio_high"])}
+
+
 def split_questions(text_or_list: str | list[str], limit: int = MAX_QUESTIONS) -> list[str]:
     """The questions of a request: one per non-empty line of a string, or every item of a list (an empty or bad item
     stays, and is answered with status "invalid"); 1..limit of them, else a QuestionsError a person can act on."""
@@ -220,6 +231,7 @@ class Pipeline:
         self.encoders = EncoderSet.from_specs(self.config["encoders"], loaded.extra_tensors, self.device)
         self.T = int(self.config.get("T", self.model.config.T))
         self.ood = self.config.get("ood")
+        self.clue_quality = self.config.get("clue_quality")
         # the instruments the model was trained on (format-1 checkpoints predate the entry: the first world's)
         self.instruments = tuple(self.config.get("instruments", FORMAT1_SYNTH_INSTRUMENTS))
         self.grounding_instruments = tuple(self.config.get("grounding_instruments", FORMAT1_SYNTH_INSTRUMENTS))
@@ -385,6 +397,7 @@ class Pipeline:
         cos_a = torch.nn.functional.cosine_similarity(out.z_q, out.z_a, dim=-1).numpy()
         clues = {name: t.float().numpy() for name, t in out.clues.items()}
         referents = {name: t.float().numpy() for name, t in out.referents.items()}
+        object_clues = {name: t.float().numpy() for name, t in out.object_clues.items()}
         results = []
         for i, p in enumerate(parsed):
             order = np.argsort(-student[i])[:5]
@@ -392,6 +405,9 @@ class Pipeline:
             n_obj = len(text.phrases[i])
             q_clues = {name: arr[i] for name, arr in clues.items()}
             q_clues["objects"] = q_clues["objects"][:n_obj]
+            q_objects = {name: arr[i, :n_obj] for name, arr in object_clues.items()}
+            q_referents = describe_referents(p.keywords, {k: v[i] for k, v in referents.items()},
+                                             self.grounding_instruments)
             results.append(QuestionResult(
                 question=p.text, type=p.type, keywords=list(p.keywords), note=p.note,
                 status=p.status, understood_as=p.understood_as, similarity=p.similarity,
@@ -401,6 +417,7 @@ class Pipeline:
                 agree=s_best == t_best, js_divergence=js_divergence(student[i], teacher[i]),
                 cos_q_v=float(cos_v[i]), cos_q_a=float(cos_a[i]),
                 student_probs=student[i], teacher_probs=teacher[i], objects=text.phrases[i], clues=q_clues,
-                referents=describe_referents(p.keywords, {k: v[i] for k, v in referents.items()},
-                                             self.grounding_instruments)))
+                referents=q_referents, object_clues=q_objects,
+                shown=shown_clues(p.keywords, text.phrases[i][len(p.keywords):], q_referents, q_objects, q_clues),
+                clue_quality=self.clue_quality))
         return results

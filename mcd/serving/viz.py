@@ -24,6 +24,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from mcd.serving.shown_clues import (QUESTION_TOKENS, ShownClue, spatial_quality_line,  # noqa: E402
+                                     spatial_title, temporal_quality_line, temporal_title)
+
 if TYPE_CHECKING:
     from mcd.serving.pipeline import QuestionResult
 
@@ -85,6 +88,14 @@ def _grid_side(p: int) -> int:
 def _few_ticks(axis, n: int = 4) -> None:
     """At most n numeric ticks: each tick is a handful of artists, and they dominate drawing time here."""
     axis.set_major_locator(MaxNLocator(n))
+
+
+def _caption(fig: Figure, text: str | None, fontsize: float = 7.0) -> None:
+    """One line at the bottom of the figure (how often such clues were right on the benchmark)."""
+    if text:
+        width_pt = fig.get_figwidth() * 72 * 0.97
+        fontsize = min(fontsize, width_pt / (0.56 * len(text)))     # a long line shrinks rather than clips
+        fig.text(0.5, 0.012, text, ha="center", va="bottom", fontsize=fontsize, color="0.25")
 
 
 def _message(ax, text: str) -> None:
@@ -149,8 +160,8 @@ def teacher_student(student_probs, teacher_probs, answers: Sequence[str], k: int
 
 def text_objects(objects: Sequence[str], weights) -> Figure:
     """How much the question's hint attended to each text object (its keywords and its two type words)."""
-    height = 0.3 * max(len(objects), 1) + 1.0
-    fig = new_figure(4.2, height, left=0.3, bottom=0.5 / height, top=1 - 0.3 / height)
+    height = 0.3 * max(len(objects), 1) + 1.2
+    fig = new_figure(4.2, height, left=0.3, bottom=0.7 / height, top=1 - 0.3 / height)
     ax = fig.add_subplot()
     if len(objects) == 0:
         _message(ax, "this question has no text objects")
@@ -162,19 +173,25 @@ def text_objects(objects: Sequence[str], weights) -> Figure:
     for yy, v in zip(y, w):
         ax.text(v, yy, f" {v:.2f}", va="center", fontsize=8)
     ax.set_xlim(0, max(1.0, float(w.max()) * 1.2))
-    ax.set_xlabel("attention")
+    ax.set_xlabel("attention", labelpad=1)
     _few_ticks(ax.xaxis)
     ax.set_title("Text objects", fontsize=10)
+    _caption(fig, "used: how much the question drew on each word; benchmark: not measured", fontsize=6.5)
     return fig
 
 
 # ------------------------------------------------------------------------------------------------ clues
 
 def temporal_clues(timestamps, audio_low, audio_high, visual_low, visual_high,
-                   duration: float | None = None) -> Figure:
+                   duration: float | None = None, shown_audio=None, attention=None, sounding=None,
+                   title: str | None = None, caption: str | None = None) -> Figure:
     """Which seconds the model listened to and looked at: low level (unimodal) and high level (associated).
 
-    `visual_low` may be [T, P] (patch attention; summed over patches here) or already [T].
+    `visual_low` may be [T, P] (patch attention; summed over patches here) or already [T]. With `shown_audio` [T]
+    (the demo's audio clue, mcd.serving.shown_clues) the audio panel draws it instead: `attention` [T] (the
+    referent query's weights over all seconds) as bars, solid inside the seconds the read-out `sounding` [T] says
+    the keyword sounds in (shaded, P > 0.5), faint outside; the question words' audio_high as a thin grey line.
+    `title` says what the clue is, `caption` how often such clues were right on the benchmark (one line each).
     """
     ts = _as_1d("timestamps", timestamps)
     n = len(ts)
@@ -185,11 +202,22 @@ def temporal_clues(timestamps, audio_low, audio_high, visual_low, visual_high,
         vl = vl.sum(axis=1)
     series = {"audio": (_as_1d("audio_low", audio_low, n), _as_1d("audio_high", audio_high, n), AUDIO_COLOR),
               "visual": (_as_1d("visual_low", vl, n), _as_1d("visual_high", visual_high, n), VISUAL_COLOR)}
-    fig = new_figure(6.4, 3.2, left=0.1, right=0.97, bottom=0.14, top=0.9)
+    fig = new_figure(7.6, 3.5, left=0.09, right=0.98, bottom=0.19 if caption else 0.13, top=0.9)
     axes = fig.subplots(2, 1, sharex=True)
     end = float(duration) if duration else float(ts[-1] + (ts[0] if n else 0.5))
     width = (end / n) * 0.8 if n else 0.5
-    for ax, (name, (low, high, color)) in zip(axes, series.items()):
+    if shown_audio is not None:
+        _shown_audio_panel(axes[0], ts, width, _as_1d("shown_audio", shown_audio, n),
+                           None if attention is None else _as_1d("attention", attention, n),
+                           None if sounding is None else _as_1d("sounding", sounding, n),
+                           series["audio"][1])
+        series.pop("audio")
+        axes_left = axes[1:]
+        axes[1].text(0.01, 0.95, "visual seconds: not validated (flat on the benchmark)",
+                     transform=axes[1].transAxes, fontsize=6.5, va="top", color="0.35")
+    else:
+        axes_left = axes
+    for ax, (name, (low, high, color)) in zip(axes_left, series.items()):
         ax.bar(ts, low, width=width, color=color, alpha=0.35, label="low level (unimodal)")
         ax.plot(ts, high, color=color, marker="o", lw=1.8, label="high level (associated)")
         ax.set_ylabel(name)
@@ -197,9 +225,34 @@ def temporal_clues(timestamps, audio_low, audio_high, visual_low, visual_high,
         ax.set_ylim(0, max(low.max(), high.max(), 1e-6) * 1.5)
         ax.legend(fontsize=7, loc="upper right", ncol=2, framealpha=0.9)
     axes[-1].set_xlim(0, end)
-    axes[-1].set_xlabel("time (s)")
-    axes[0].set_title("Temporal clues: where the model listened and looked", fontsize=10)
+    axes[-1].set_xlabel("time (s)", labelpad=1)
+    axes[0].set_title(title or "Temporal clues: where the model listened and looked",
+                      fontsize=10 if not title or len(title) < 80 else 8.5)
+    _caption(fig, caption)
     return fig
+
+
+def _shown_audio_panel(ax, ts: np.ndarray, width: float, shown: np.ndarray, attention: np.ndarray | None,
+                       sounding: np.ndarray | None, question_audio: np.ndarray) -> None:
+    """The audio panel of the demo's temporal clue: the read-out's sounding seconds shaded, the attention as bars
+    (solid where it is shown, faint where the read-out says the keyword is silent), the question words' curve."""
+    bars = attention if attention is not None else shown
+    scale = bars.sum() or 1.0
+    kept = shown > 0
+    if sounding is not None:
+        for t, on in zip(ts, sounding > 0.5):
+            if on:
+                ax.axvspan(t - width / 1.6, t + width / 1.6, color="#ffe08a", alpha=0.5, lw=0)
+    ax.bar(ts[kept], bars[kept] / scale, width=width, color=AUDIO_COLOR, label="where it listened (shown)")
+    if (~kept).any():
+        ax.bar(ts[~kept], bars[~kept] / scale, width=width, color=AUDIO_COLOR, alpha=0.25,
+               label="outside the sounding seconds")
+    q = question_audio / (question_audio.sum() or 1.0)
+    ax.plot(ts, q, color="0.45", lw=1.0, marker=".", label="question words (audio_high)")
+    ax.set_ylabel("audio")
+    _few_ticks(ax.yaxis, 3)
+    ax.set_ylim(0, max(float((bars / scale).max()), float(q.max()), 1e-6) * 1.5)
+    ax.legend(fontsize=6.5, loc="upper right", ncol=3, framealpha=0.9)
 
 
 def upsample_grid(weights, height: int, width: int) -> np.ndarray:
@@ -242,8 +295,12 @@ def top_segments(visual_low, k: int = 3) -> list[int]:
     return sorted(int(i) for i in best)
 
 
-def spatial_heatmaps(frames: np.ndarray, visual_low, timestamps, k: int = 3) -> Figure:
-    """Patch attention on the frames of the k most attended seconds (one colour scale across them)."""
+def spatial_heatmaps(frames: np.ndarray, visual_low, timestamps, k: int = 3, title: str | None = None,
+                     caption: str | None = None) -> Figure:
+    """Patch attention on the frames of the k most attended seconds (one colour scale across them).
+
+    `visual_low` is any [T, P] map that sums to 1 over all T·P patches (the demo's: mcd.serving.shown_clues).
+    `title` says what the map is, `caption` how often such maps were right on the benchmark (one line each)."""
     frames = np.asarray(frames)
     vl = np.asarray(visual_low, dtype=np.float64)
     ts = _as_1d("timestamps", timestamps)
@@ -261,7 +318,8 @@ def spatial_heatmaps(frames: np.ndarray, visual_low, timestamps, k: int = 3) -> 
     uniform = total / vl.size
     peak = float(vl[picked].max()) / uniform
     vmax_ratio = max(peak, 2.0)
-    fig = new_figure(3.0 * len(picked) + 0.8, 3.3, left=0.02, right=0.98, bottom=0.04, top=0.84)
+    fig = new_figure(3.0 * len(picked) + 0.8, 3.5 if caption else 3.3, left=0.02, right=0.98,
+                     bottom=0.09 if caption else 0.04, top=0.84)
     axes = np.atleast_1d(fig.subplots(1, len(picked)))
     for ax, i in zip(axes, picked):
         ax.imshow(overlay_heatmap(frames[i], vl[i] / uniform, vmin=1.0, vmax=vmax_ratio))
@@ -270,10 +328,11 @@ def spatial_heatmaps(frames: np.ndarray, visual_low, timestamps, k: int = 3) -> 
         ax.set_yticks([])
     scale = matplotlib.cm.ScalarMappable(cmap=HEATMAP_CMAP, norm=matplotlib.colors.Normalize(1.0, vmax_ratio))
     fig.colorbar(scale, ax=list(axes), shrink=0.8, label=f"attention, x uniform ({side}x{side} patches)")
-    title = "Where the model looked (most attended seconds)"
+    title = title or "Where the model looked (most attended seconds)"
     if peak < 1.5:
         title += f": nearly uniform (peak {peak:.2f}x), no spatial focus"
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=9 if len(title) > 90 else 10)
+    _caption(fig, caption)
     return fig
 
 
@@ -304,6 +363,7 @@ def association_matrix(association, timestamps=None) -> Figure:
         title += f" (segments of {float(timestamps[1] - timestamps[0]):.1f} s)"
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, shrink=0.8, label="attention")
+    _caption(fig, "used (question-free); benchmark: not measured (no ground truth for it)")
     return fig
 
 
@@ -317,15 +377,44 @@ def question_figures(result: "QuestionResult", frames: np.ndarray, timestamps, d
         "top5": top5_bars(result.top5),
         "teacher_student": teacher_student(result.student_probs, result.teacher_probs, answers or ANSWERS,
                                            agree=result.agree, js=result.js_divergence),
-        "temporal": temporal_clues(timestamps, c["audio_low"], c["audio_high"], c["visual_low"], c["visual_high"],
-                                   duration=duration),
-        "heatmap": spatial_heatmaps(frames, c["visual_low"], timestamps),
+        "temporal": temporal_figure(result, timestamps, duration),
+        "heatmap": heatmap_figure(result, frames, timestamps),
         "association": association_matrix(c["association"], timestamps),
         "objects": text_objects(result.objects, c["objects"]),
     }
 
 
 FIGURE_NAMES = ("top5", "teacher_student", "temporal", "heatmap", "association", "objects")
+
+
+def _shown(result: "QuestionResult", kind: str):
+    """The result's shown clue of `kind` ("spatial"/"temporal"), or the question tokens' map for a result that
+    carries none (an older caller's object)."""
+    shown = getattr(result, "shown", None) or {}
+    if kind in shown:
+        return shown[kind]
+    c = result.clues
+    return ShownClue(QUESTION_TOKENS, None, c["visual_low"] if kind == "spatial" else c["audio_high"])
+
+
+def heatmap_figure(result: "QuestionResult", frames: np.ndarray, timestamps) -> Figure:
+    """The demo's spatial clue, titled with what it is and captioned with the checkpoint's benchmark numbers."""
+    clue = _shown(result, "spatial")
+    quality = getattr(result, "clue_quality", None)
+    return spatial_heatmaps(frames, clue.weights, timestamps, title=spatial_title(clue),
+                            caption=spatial_quality_line(clue.source, quality))
+
+
+def temporal_figure(result: "QuestionResult", timestamps, duration: float | None = None) -> Figure:
+    """The demo's temporal clue (audio: the shown clue; visual: the attention curves, which the benchmark found
+    flat), titled with what it is and captioned with the checkpoint's benchmark numbers."""
+    clue = _shown(result, "temporal")
+    c = result.clues
+    quality = getattr(result, "clue_quality", None)
+    shown = None if clue.source == QUESTION_TOKENS else clue.weights
+    return temporal_clues(timestamps, c["audio_low"], c["audio_high"], c["visual_low"], c["visual_high"],
+                          duration=duration, shown_audio=shown, attention=clue.attention, sounding=clue.sounding,
+                          title=temporal_title(clue), caption=temporal_quality_line(clue.source, quality))
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
