@@ -94,6 +94,7 @@ def test_ask_three_questions_and_select_a_row(browser, server, tmp_path):
         assert [page.locator(f"#results-table [data-testid=cell-{i}-1]").inner_text() for i in range(3)] == QUESTIONS
         page.wait_for_function("document.querySelector('#selected-question').innerText.includes('Question 1')")
         page.locator("#heatmap img").wait_for(timeout=30_000)
+        page.locator("#top5 img").wait_for(timeout=30_000)          # the clue panel shows after the answer
         first_top5 = page.locator("#top5 img").get_attribute("src")
 
         page.locator("#results-table [data-testid=cell-1-1]").click()      # second question's row
