@@ -180,6 +180,14 @@ def frozen(net: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
     return net.to(torch.device(device))
 
 
+def load_state_strict(net: torch.nn.Module, state: Mapping[str, torch.Tensor], path, what: str) -> None:
+    """Strict load: a missing, unexpected or mis-shaped tensor is an error, never random weights."""
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise EncoderLoadError(f"{path} does not match {what}: {str(exc)[:300]}") from exc
+
+
 def check_weights_sha256(spec: Mapping[str, Any], sha256: str, what: str, hint: str = "") -> None:
     """A spec records the sha256 of the weights file it was written with; other bytes are other features."""
     want = (spec.get("weights") or {}).get("sha256")

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcd.encoders.base import (
+    load_state_strict,
     check_weights_sha256,
     frozen,
     GRID,
@@ -188,10 +189,7 @@ def load_weights(net: nn.Module, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle, zip and IO errors all mean "unusable file"
         raise EncoderLoadError(f"could not read the EfficientNet-Lite0 weights {path}: {exc}") from exc
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise EncoderLoadError(f"{path} does not match EfficientNet-Lite0: {str(exc)[:300]}") from exc
+    load_state_strict(net, state, path, "EfficientNet-Lite0")
 
 
 def _arch(spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcd.encoders.base import (
+    load_state_strict,
     check_weights_sha256,
     frozen,
     SAMPLE_RATE,
@@ -200,10 +201,7 @@ def load_weights(net: nn.Module, path: Path) -> None:
         state = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - header, IO and format errors all mean "unusable file"
         raise EncoderLoadError(f"could not read the musicnn weights {path}: {exc}") from exc
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise EncoderLoadError(f"{path} does not match the musicnn network: {str(exc)[:300]}") from exc
+    load_state_strict(net, state, path, "the musicnn network")
 
 
 def _arch(spec: Mapping[str, Any]) -> dict[str, Any]:
