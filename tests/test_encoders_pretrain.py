@@ -310,3 +310,68 @@ def test_audio_mix_must_be_a_probability(tmp_path, capsys, value):
     assert cli_main(["pretrain-encoders", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                      "--audio-mix", value]) == 2
     assert "--audio-mix is a probability between 0 and 1" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- joined with a pretrained encoder
+
+
+def test_join_puts_pretrained_encoders_beside_the_synth_cnns(benchmark, tmp_path, capsys, one_thread):
+    from mcd.encoders.encoder_set import EncoderSet
+    from mcd.encoders.joined import JoinedAudioEncoder, JoinedVisualEncoder
+
+    out = tmp_path / "joined"
+    assert cli_main(["pretrain-encoders", "--data", str(benchmark), "--out", str(out), "--T", "3",
+                     "--visual-steps", "2", "--audio-steps", "2", "--batch-size", "16", "--workers", "0",
+                     "--join-visual", '{"backend": "efficientnet-lite0"}', "--join-audio", '{"backend": "musicnn"}',
+                     "--join-clips", "4"]) == 0
+    specs = json.loads((out / "encoders.json").read_text())
+    assert [p["backend"] for p in specs["visual"]["parts"]] == ["efficientnet-lite0", "synth"]
+    assert [p["backend"] for p in specs["audio"]["parts"]] == ["musicnn", "synth"]
+    join = json.loads((out / "metrics.json").read_text())["join"]
+    assert join["clips"] == 4
+    # the imbalance the standardisation corrects is on record: ImageNet features are far larger than the CNN's
+    pre, synth = join["visual_mean_abs"].values()
+    assert pre > 5 * synth
+
+    encoders = EncoderSet.from_folder(out)
+    visual, audio = encoders.visual, encoders.audio
+    assert isinstance(visual, JoinedVisualEncoder) and isinstance(audio, JoinedAudioEncoder)
+    assert visual.dim == 112 + 128 and audio.dim == 1506 + 128 and visual.id == f"joined-visual({visual.parts[0].id}"\
+        f"+{visual.parts[1].id})-{specs['visual']['digest']}"
+    # the checkpoint carries the synth part's weights and the join's statistics, not the packaged weights
+    tensors = encoders.state_tensors()
+    assert {"encoders.visual.feature_mean", "encoders.visual.feature_std", "encoders.audio.feature_std"} <= set(tensors)
+    assert any(k.startswith("encoders.visual.part1.net.") for k in tensors)
+    assert not any(k.startswith("encoders.visual.part0.") for k in tensors)
+
+    # the fitting clips come out standardised: each feature about zero mean, and the two parts on one scale
+    from mcd import media
+    clips = [media.decode(benchmark / "videos" / f"fake_{i:03d}.mp4", T=3) for i in range(4)]
+    feats = torch.cat([visual.encode(c.frames).reshape(-1, visual.dim) for c in clips])
+    assert feats.mean(0).abs().max() < 1e-3
+    pre_part, synth_part = feats[:, :112].abs().mean(), feats[:, 112:].abs().mean()
+    assert 0.2 < pre_part / synth_part < 5
+    # and the raw concatenation is the parts' own features side by side
+    raw = visual.raw(clips[0].frames)
+    assert torch.equal(raw[..., :112], visual.parts[0].encode(clips[0].frames))
+    assert torch.equal(raw[..., 112:], visual.parts[1].encode(clips[0].frames))
+
+    rebuilt = EncoderSet.from_specs(encoders.specs(), tensors)
+    assert torch.equal(rebuilt.audio.encode(clips[1].audio_segments), audio.encode(clips[1].audio_segments))
+    stale = dict(tensors, **{"encoders.audio.feature_mean": tensors["encoders.audio.feature_mean"] + 1})
+    with pytest.raises(EncoderSpecError, match="digest"):
+        EncoderSet.from_specs(encoders.specs(), stale)
+
+
+def test_join_errors_are_messages(tmp_path, capsys):
+    from mcd.encoders.joined import JoinedVisualEncoder
+
+    assert cli_main(["pretrain-encoders", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                     "--join-visual", '{"backend": "resnet"}']) == 2
+    assert "--join-visual: no visual encoder backend 'resnet'" in capsys.readouterr().err
+    with pytest.raises(EncoderSpecError, match="at least two"):
+        build_encoder({"modality": "visual", "backend": "joined", "parts": [{"modality": "visual",
+                                                                              "backend": "synth"}]})
+    with pytest.raises(EncoderSpecError, match="cannot hold audio"):
+        JoinedVisualEncoder([build_encoder({"modality": "visual", "backend": "synth"}),
+                             build_encoder({"modality": "audio", "backend": "synth"})])

@@ -50,3 +50,19 @@ def test_card_names_the_calibrated_expert_weights_only_when_there_are_some():
     note = calibration_note({"acc": 0.86, "calibrated_acc": 0.8708,
                              "expert_type_weights": {"Audio/Counting": 0.5, "Audio-Visual/Temporal": 6.0}})
     assert "Audio/Counting 0.5, Audio-Visual/Temporal 6" in note and "87.08% on val" in note
+
+
+def test_card_names_the_checkpoints_encoders_and_instruments():
+    from mcd.training.model_card import encoders_note
+    specs = {"visual": {"modality": "visual", "backend": "joined", "parts": [
+                 {"modality": "visual", "backend": "efficientnet-lite0"}, {"modality": "visual", "backend": "synth"}]},
+             "audio": {"modality": "audio", "backend": "musicnn"}, "text": {"modality": "text", "backend": "minilm"}}
+    note = encoders_note(specs)
+    assert note.startswith("visual: EfficientNet-Lite0 (ImageNet") and "+ visual CNN pretrained on the synthetic" in note
+    assert "audio: MusiCNN" in note and "text: MiniLM" in note
+    report = _report(0.5, {})
+    recipe = {"synth": {"videos": 10, "seed": 0, "splits": "train=1", "test_videos": 5, "test_seed": 9,
+                        "questions_per_video": 20}}
+    card = render("r", recipe, "c", {"train": 60.0}, report, {"acc": 0.5, "epoch": 1}, "100 questions", 1000,
+                  encoders=specs, instruments=["violin", "erhu"])
+    assert note in card and "name 2 instruments (violin, erhu)" in card

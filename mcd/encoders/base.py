@@ -32,6 +32,8 @@ REGISTRY: dict[tuple[str, str], str] = {
     ("audio", "hf-ast"): "mcd.encoders.hf_ast:HFASTAudioEncoder",
     ("visual", "efficientnet-lite0"): "mcd.encoders.efficientnet_lite:EfficientNetLite0Encoder",
     ("audio", "musicnn"): "mcd.encoders.musicnn:MusiCNNEncoder",
+    ("visual", "joined"): "mcd.encoders.joined:JoinedVisualEncoder",
+    ("audio", "joined"): "mcd.encoders.joined:JoinedAudioEncoder",
     ("text", "minilm"): "mcd.encoders.text:MiniLMTextEncoder",
     ("text", "hf-clip"): "mcd.encoders.text:HFClipTextEncoder",
 }

@@ -34,7 +34,8 @@ class EncoderSet:
         return {m: getattr(self, m).spec() for m in MODALITIES}
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Weights of the encoders that have any (the synth CNNs), prefixed for a checkpoint."""
+        """Weights of the encoders that have any (synth CNNs, a join's statistics), prefixed for a checkpoint;
+        weights that ship in a package (EfficientNet-Lite0, MusiCNN, MiniLM) stay out."""
         out = {}
         for m in MODALITIES:
             enc = getattr(self, m)

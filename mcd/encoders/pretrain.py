@@ -41,7 +41,7 @@ from mcd.encoders.labels import (
     read_scenes,
     single_instrument,
 )
-from mcd.encoders.base import EncoderSpecError
+from mcd.encoders.base import EncoderError, EncoderSpecError, build_encoder
 from mcd.encoders.synth import SynthAudioEncoder, SynthVisualEncoder, normalise_frames, resize_frames
 from mcd.encoders.text import minilm_spec
 
@@ -349,6 +349,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-videos", type=int, default=None, help="use at most this many training videos")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes (0 = decode in this process)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--join-visual", type=_json_object, default=None, metavar="JSON",
+                   help='a pretrained visual encoder to put beside the synth CNN, e.g. \'{"backend": '
+                        '"efficientnet-lite0"}\' (features standardised and concatenated; see mcd/encoders/joined.py)')
+    p.add_argument("--join-audio", type=_json_object, default=None, metavar="JSON",
+                   help='a pretrained audio encoder to put beside the synth CNN, e.g. \'{"backend": "musicnn"}\'')
+    p.add_argument("--join-clips", type=int, default=64,
+                   help="training clips whose features set a join's standardisation (mean and std per feature)")
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -368,6 +375,15 @@ def _check_args(args: argparse.Namespace) -> None:
         SynthAudioEncoder(args.audio_dim, arch=args.audio_arch)
     except EncoderSpecError as e:
         raise CLIError(f"--audio-arch: {e}") from None
+    if args.join_clips < 1:
+        raise CLIError(f"--join-clips must be at least 1, got {args.join_clips}")
+    for modality in ("visual", "audio"):
+        spec = getattr(args, f"join_{modality}")
+        if spec is not None:
+            try:
+                build_encoder({**spec, "modality": modality})
+            except EncoderError as e:
+                raise CLIError(f"--join-{modality}: {e}") from None
     if not args.data.is_dir():
         raise CLIError(f"--data {args.data} is not a folder; generate one with `mcd synth --out {args.data}`")
     if args.out.exists() and not args.out.is_dir():
@@ -422,13 +438,36 @@ def run(args: argparse.Namespace) -> int:
     if held is not None:
         metrics["visual"] = evaluate_visual(visual, v_head, held, space.num_backgrounds)
         metrics["audio"] = evaluate_audio(audio, a_head, held, rate_stats(train))
+    if args.join_visual or args.join_audio:
+        visual, audio, metrics["join"] = join_pretrained(visual, audio, args.join_visual, args.join_audio,
+                                                         train_scenes[: args.join_clips], args.data, args.T)
     save_encoders(args.out, visual, audio, metrics)
     print(format_metrics(metrics))
     print(f"wrote {args.out}/encoders.json, visual.safetensors, audio.safetensors ({visual.id}, {audio.id})")
     return 0
 
 
-def save_encoders(out: Path, visual: SynthVisualEncoder, audio: SynthAudioEncoder, metrics: dict) -> None:
+def join_pretrained(visual, audio, visual_spec: dict | None, audio_spec: dict | None, scenes: list[SceneRecord],
+                    data: Path, T: int) -> tuple[Any, Any, dict]:
+    """The trained synth CNNs, each joined after the pretrained encoder its spec names (where one is named), with
+    the join's standardisation measured on `scenes`' clips decoded as extraction decodes them."""
+    from mcd import media
+    from mcd.encoders.joined import JoinedAudioEncoder, JoinedVisualEncoder
+
+    start = time.time()
+    clips = [media.decode(data / "videos" / f"{s.video_id}.mp4", T=T) for s in scenes]
+    report: dict[str, Any] = {"clips": len(clips)}
+    if visual_spec:
+        visual = JoinedVisualEncoder([build_encoder({**visual_spec, "modality": "visual"}), visual])
+        report["visual_mean_abs"] = visual.fit_standardisation([c.frames for c in clips])
+    if audio_spec:
+        audio = JoinedAudioEncoder([build_encoder({**audio_spec, "modality": "audio"}), audio])
+        report["audio_mean_abs"] = audio.fit_standardisation([c.audio_segments for c in clips])
+    report["seconds"] = round(time.time() - start, 1)
+    return visual, audio, report
+
+
+def save_encoders(out: Path, visual, audio, metrics: dict) -> None:
     """The folder layout `EncoderSet.from_folder` and `mcd extract --encoders` read (text = the default minilm)."""
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in visual.state_dict().items()}, str(out / "visual.safetensors"))

