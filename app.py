@@ -354,6 +354,7 @@ class DemoApp:
         self.pipe = pipeline
         self.settings = settings
         self.examples = list(examples)
+        self.last_timings: dict = {}      # stage times of the latest answer (bench/app_latency.py reads them)
         self.tmp = Path(tempfile.mkdtemp(prefix="mcd-app-"))
         # ground truth of the example clips, by file content: an uploaded copy of an example finds it too
         self.expected = {media.content_hash(e.video): e.answers for e in self.examples if e.answers}
@@ -411,6 +412,7 @@ class DemoApp:
         timings = {"features_s": round(t1 - t0, 3), "model_s": round(t2 - t1, 3), "figures_s": round(t3 - t2, 3),
                    **{k: round(v, 3) for k, v in answers.clip.timings.items()}}
         log.info("answered %d question(s): %s", len(answers.results), timings)
+        self.last_timings = timings
         expected = self.expected.get(answers.clip.key, {})
         payload = answers.to_json()
         table = results_table(answers.results, expected, unreliable=bool(payload["clip"].get("out_of_domain")))

@@ -1,11 +1,13 @@
-"""Regenerate the README screenshots of the demo (docs/screenshots/ask.png and analysis.png).
+"""Regenerate the README screenshots of the demo (docs/screenshots/ask.png, ask-phone.png and analysis.png).
 
-    python docs/screenshots/make.py --checkpoint checkpoints/mcd-synth \
-        --predictions PRED.jsonl --bench data/synth-default [--example 2] [--row 1]
+    python docs/screenshots/make.py --checkpoint checkpoints/mcd-synth [--example 2] [--row 1]
+        [--predictions PRED.jsonl --bench data/synth-default]
 
-ask.png: the Ask tab after answering an example clip's questions, with one row selected.
-analysis.png: the Analysis tab with an `mcd evaluate` predictions file loaded, filtered to wrong answers, and the
-first wrong row opened (its clip and clues; needs the benchmark folder holding videos/<video_id>.mp4).
+ask.png: the Ask tab after answering an example clip's questions, with one row selected (1400 px wide).
+ask-phone.png: the same on a 390-px phone screen, scrolled to the results.
+analysis.png: the Analysis tab with the bundled example run ("Load example run"), or with an `mcd evaluate`
+predictions file when --predictions is given, filtered to wrong answers, and the first wrong row opened (its clip
+and clues; a predictions file needs the benchmark folder holding videos/<video_id>.mp4).
 Drives Debian's chromium with Playwright, like tests/test_browser.py.
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ def main() -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--predictions", type=Path, required=True, help="predictions JSONL from `mcd evaluate`")
+    p.add_argument("--predictions", type=Path, help="predictions JSONL from `mcd evaluate` (default: the example run)")
     p.add_argument("--annotations", type=Path, help="needed only for bare prediction rows")
     p.add_argument("--bench", type=Path, help="benchmark folder (videos/<video_id>.mp4) to open a row's clip")
     p.add_argument("--example", type=int, default=0, help="which example clip of assets/examples.json")
@@ -46,43 +48,53 @@ def main() -> int:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            page.wait_for_selector("#answer-btn")
-            page.locator("#video-input input[type=file]").set_input_files(str(example.video))
-            page.wait_for_selector("#video-input video")
-            page.locator("#questions textarea").fill("\n".join(example.questions))
-            page.locator("#answer-btn").click()
-            page.wait_for_function(f"document.querySelectorAll('#results-table [role=row]').length > "
-                                   f"{len(example.questions)}", timeout=120_000)
-            page.locator(f"#results-table [data-testid=cell-{args.row}-1]").click()
-            page.wait_for_function("document.querySelector('#selected-question').innerText"
-                                   f".includes('Question {args.row + 1}')")
-            time.sleep(2)                                   # let the new plots finish loading
-            page.screenshot(path=str(args.out / "ask.png"), full_page=True)
+            for name, width, height in (("ask-phone.png", 390, 844), ("ask.png", 1400, 1000)):
+                page = browser.new_page(viewport={"width": width, "height": height})
+                ask(page, url, example, args.row)
+                page.screenshot(path=str(args.out / name), full_page=True)
 
             page.get_by_role("tab", name="Analysis").click()
-            page.locator("#pred-file input[type=file]").set_input_files(str(args.predictions))
-            if args.annotations:
-                page.locator("#ann-file input[type=file]").set_input_files(str(args.annotations))
-            if args.bench:
-                page.get_by_label("Benchmark folder", exact=False).fill(str(args.bench.resolve()))
-            time.sleep(2)                                   # uploads finish
-            page.locator("#load-btn").click()
+            if args.predictions:
+                page.locator("#pred-file input[type=file]").set_input_files(str(args.predictions))
+                if args.annotations:
+                    page.locator("#ann-file input[type=file]").set_input_files(str(args.annotations))
+                if args.bench:
+                    page.get_by_label("Benchmark folder", exact=False).fill(str(args.bench.resolve()))
+                time.sleep(2)                               # uploads finish
+                page.locator("#load-btn").click()
+            else:
+                page.locator("#example-run-btn").click()
             page.wait_for_function("document.querySelectorAll('#analysis-table [role=row]').length > 2",
                                    timeout=120_000)
             page.get_by_label("wrong answers only").check()
             time.sleep(3)
             page.locator("#analysis-table [data-testid=cell-0-3]").click()
-            if args.bench:
+            if args.bench or not args.predictions:
                 page.locator("#analysis-heatmap img").wait_for(timeout=60_000)
             time.sleep(2)
             page.screenshot(path=str(args.out / "analysis.png"), full_page=True)
             browser.close()
     finally:
         demo.close()
-    print(f"wrote {args.out / 'ask.png'} and {args.out / 'analysis.png'}")
+    print(f"wrote ask.png, ask-phone.png and analysis.png in {args.out}")
     return 0
+
+
+def ask(page, url: str, example, row: int) -> None:
+    """Upload the example clip, ask its questions, select answer `row` and wait for its figures."""
+    page.goto(url)
+    page.wait_for_selector("#answer-btn")
+    page.locator("#video-input input[type=file]").set_input_files(str(example.video))
+    page.wait_for_selector("#video-input video")
+    page.locator("#questions textarea").fill("\n".join(example.questions))
+    page.locator("#answer-btn").click()
+    page.wait_for_function(f"document.querySelectorAll('#results-table [role=row]').length > "
+                           f"{len(example.questions)}", timeout=120_000)
+    page.locator(f"#results-table [data-testid=cell-{row}-1]").click()
+    page.wait_for_function("document.querySelector('#selected-question').innerText"
+                           f".includes('Question {row + 1}')")
+    page.locator("#top5 img").wait_for(timeout=60_000)
+    time.sleep(2)                                           # let the other plots finish loading
 
 
 if __name__ == "__main__":
