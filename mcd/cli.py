@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("mcd.data.extract", "extract encoder features for a dataset into a cache"),
     "train": ("mcd.training.train", "train MCD from a config recipe"),
     "calibrate": ("mcd.training.calibrate", "choose the grounded expert's weight per question type on val (in place)"),
+    "calibrate-ood": ("mcd.serving.calibrate_ood", "fit the out-of-domain detector (in place)"),
     "evaluate": ("mcd.evaluation.evaluate", "evaluate a checkpoint or a predictions file, print the per-type table"),
     "predict": ("mcd.serving.predict", "answer questions about one clip, print JSON"),
     "reproduce": ("mcd.training.reproduce", "run every stage of a recipe and publish the checkpoint with its model card"),

@@ -133,6 +133,42 @@ def update_checkpoint(directory: str | Path, model_config: MCDConfig, metrics: d
     return directory
 
 
+def update_config_section(directory: str | Path, key: str, value: Any,
+                          tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Set one free-form section of a checkpoint's config.json (e.g. `ood`, written by `mcd calibrate-ood`) and,
+    with `tensors`, replace every tensor named `<key>.*` in model.safetensors by them (arrays too large for JSON
+    travel as tensors; `None` leaves the weights file alone). The model's tensors, every other extra tensor and
+    every other config key keep their values; `model_sha256` follows the new weights file. The model's own
+    entries cannot be set this way. Copied, edited and swapped into place like `update_checkpoint`, so a failure
+    leaves the old checkpoint whole."""
+    if key in RESERVED_KEYS:
+        raise CheckpointError(f"config section {key!r} belongs to the model; it is not set by update_config_section")
+    prefix = f"{key}."
+    for name, t in (tensors or {}).items():
+        if not name.startswith(prefix):
+            raise CheckpointError(f"tensor {name!r} of section {key!r} must be named {prefix}*")
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"tensor {name!r} is a {type(t).__name__}, not a torch.Tensor")
+    directory = Path(directory)
+    config = _read_config(directory)
+    config[key] = value
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        shutil.copytree(directory, tmp, dirs_exist_ok=True)
+        if tensors is not None:
+            weights = {k: v for k, v in load_file(str(tmp / WEIGHTS_FILE), device="cpu").items()
+                       if not k.startswith(prefix)}
+            _save_weights({**weights, **tensors}, tmp / WEIGHTS_FILE)
+            config["model_sha256"] = _sha256(tmp / WEIGHTS_FILE)
+        _write_json(tmp / CONFIG_FILE, config)
+        load_checkpoint(tmp)
+        _swap_into_place(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
 def _check_replaceable(directory: Path) -> None:
     if not directory.is_dir():
         raise CheckpointError(f"cannot write a checkpoint to {directory}: it exists and is not a folder")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mcd import media
-from mcd.serving import ood
+from mcd.serving import ood, signal_checks
 from mcd.serving.shown_clues import ShownClue, shown_spatial, shown_temporal
 from mcd.model.checkpoint import load_checkpoint
 from mcd.data.text_bank import TextBank, object_phrases
@@ -49,6 +49,7 @@ class ClipFeatures:
     audio: torch.Tensor    # [T,Da]
     ood_score: float
     timings: dict
+    domain: ood.DomainReport | None = None        # per-modality verdicts (mcd.serving.ood)
 
 
 @dataclass
@@ -134,11 +135,27 @@ class AnswerSet:
     video: str = ""
 
     def clip_summary(self, ood_threshold: float | None = None) -> dict:
+        """The clip's facts and domain verdicts. `out_of_domain` is true when either modality is flagged (or the
+        score passes an explicitly given `ood_threshold`); `domain` holds each modality's verdict."""
         threshold = self.ood_threshold if ood_threshold is None else ood_threshold
         c = self.clip.clip
+        domain = self.clip.domain
+        flagged = bool(domain is not None and domain.flagged)
         return {"duration_s": round(c.duration, 2), "T": c.T, "has_audio": c.has_audio,
                 "width": c.width, "height": c.height, "ood_score": round(self.clip.ood_score, 3),
-                "out_of_domain": bool(threshold is not None and self.clip.ood_score > threshold)}
+                "out_of_domain": flagged or bool(threshold is not None and self.clip.ood_score > threshold),
+                "domain": None if domain is None else domain.to_json()}
+
+    @property
+    def domain_warning(self) -> str | None:
+        """One sentence for the UI when the picture or the sound is out of domain (else None), for example
+        'The picture is unlike the training clips and the sound is silent: answers are unreliable.'"""
+        if self.clip.domain is not None and self.clip.domain.flagged:
+            return self.clip.domain.warning()
+        threshold = self.ood_threshold
+        if threshold is not None and self.clip.ood_score > threshold:
+            return "The clip is unlike the training clips: answers are unreliable."
+        return None
 
     def to_json(self) -> dict:
         """The answer contract: the clip summary and one entry per question (JSON-ready; no arrays, no images)."""
@@ -232,6 +249,8 @@ class Pipeline:
         self.T = int(self.config.get("T", self.model.config.T))
         self.ood = self.config.get("ood")
         self.clue_quality = self.config.get("clue_quality")
+        self._ood_tensors = {k: v for k, v in loaded.extra_tensors.items() if k.startswith(ood.TENSOR_PREFIX)}
+        self.detector = ood.load(self.ood, self._ood_tensors)
         # the instruments the model was trained on (format-1 checkpoints predate the entry: the first world's)
         self.instruments = tuple(self.config.get("instruments", FORMAT1_SYNTH_INSTRUMENTS))
         self.grounding_instruments = tuple(self.config.get("grounding_instruments", FORMAT1_SYNTH_INSTRUMENTS))
@@ -280,7 +299,13 @@ class Pipeline:
 
     @property
     def ood_threshold(self) -> float | None:
-        return None if not self.ood else float(self.ood["threshold"])
+        """The threshold of `ClipFeatures.ood_score` (None: uncalibrated). Format 2's score is the larger of the
+        modalities' score/threshold ratios, so its threshold is 1."""
+        if isinstance(self.detector, ood.Detector):
+            return 1.0
+        if isinstance(self.detector, ood.LegacyDetector):
+            return self.detector.threshold
+        return None
 
     # -- clip side ----------------------------------------------------------------------------------------------
     def clip_features(self, path: str | Path) -> ClipFeatures:
@@ -297,8 +322,10 @@ class Pipeline:
             visual = self.encoders.visual.encode(clip.frames).float()
             audio = self.encoders.audio.encode(clip.audio_segments).float()
         t2 = time.perf_counter()
-        feats = ClipFeatures(key, clip, visual, audio, self.ood_score(visual, audio),
-                             {"decode_s": t1 - t0, "encode_s": t2 - t1})
+        domain = self.judge_domain(clip, visual, audio)
+        feats = ClipFeatures(key, clip, visual, audio, domain.score if isinstance(self.detector, ood.Detector)
+                             else self.ood_score(visual, audio), {"decode_s": t1 - t0, "encode_s": t2 - t1},
+                             domain)
         with self._lock:
             self._clips[key] = feats
             while len(self._clips) > self._cache_clips:
@@ -306,7 +333,12 @@ class Pipeline:
         return feats
 
     def ood_score(self, visual: torch.Tensor, audio: torch.Tensor) -> float:
-        return ood.score(self.ood, visual, audio)
+        return ood.score(self.ood, visual, audio, self._ood_tensors)
+
+    def judge_domain(self, clip: media.DecodedClip, visual: torch.Tensor, audio: torch.Tensor) -> ood.DomainReport:
+        """The picture's and the sound's domain verdicts from the encoded features and the decoded signal."""
+        stats = signal_checks.measure(clip.frames, clip.audio_segments, clip.has_audio)
+        return self.detector.judge(visual, audio, stats, clip.timestamps)
 
     # -- question side ------------------------------------------------------------------------------------------
     def answer(self, path: str | Path, questions: str | list[str],
