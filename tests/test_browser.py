@@ -242,3 +242,23 @@ def test_the_analysis_tab_loads_the_example_run(browser, server):
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "browser_example_run.png"), full_page=True)
         page.close()
+
+
+def test_a_foreign_clip_gets_the_warning_and_marked_answers(browser, server, tmp_path):
+    """A clip nothing like the training world (a grey ramp and a pure tone) gets the out-of-domain banner with
+    its reason, and its answers carry the unreliable mark in the table itself."""
+    path = make_clip(tmp_path / "foreign.mp4", ClipSpec(duration=4.0, width=160, height=120, tones=(440.0,)))
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        page.goto(server)
+        page.wait_for_selector("#answer-btn", timeout=30_000)
+        upload(page, path)
+        ask(page, ["Is there a violin sound?"])
+        warning = page.locator("#domain-warning")
+        warning.wait_for(state="visible", timeout=30_000)
+        assert "Out of domain" in warning.inner_text()
+        assert app.UNRELIABLE_MARK.strip() in page.locator("#results-table [data-testid=cell-0-4]").inner_text()
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "browser_foreign.png"), full_page=True)
+        page.close()
