@@ -234,16 +234,19 @@ def test_contract_fields_in_to_json(pipe):
     answers = pipe.answer(ROOT / EXAMPLE["video"], questions)
     rows = answers.to_json()["answers"]
     assert [r["question"] for r in rows] == [q.strip() for q in questions]
-    assert [r["status"] for r in rows] == [ANSWERED, ANSWERED, OUT_OF_SCOPE, UNKNOWN_INSTRUMENT, INVALID, INVALID]
+    # the bassoon is refused by a checkpoint whose training questions never named it (v11), answered by one that knows it
+    bassoon = ANSWERED if "bassoon" in pipe.instruments else UNKNOWN_INSTRUMENT
+    assert [r["status"] for r in rows] == [ANSWERED, ANSWERED, OUT_OF_SCOPE, bassoon, INVALID, INVALID]
     for r in rows:
         assert {"understood_as", "status", "type", "keywords", "similarity", "note", "answer"} <= set(r)
     assert rows[0]["understood_as"] == "Is there a voiceover" and rows[0]["similarity"] == 1.0
     assert rows[1]["understood_as"] == "How many musical instruments were heard throughout the video"
     assert rows[1]["answer"] is not None and rows[1]["clues"]["audio_seconds"]
-    for r in rows[2:]:
+    for r in [row for row in rows[2:] if row["status"] != ANSWERED]:
         assert r["answer"] is None and r["confidence"] is None and r["top5"] == [] and r["clues"] is None
         assert r["note"]
-    assert "bassoon" in rows[3]["note"] and rows[3]["understood_as"] == "Is there a bassoon sound"
+    assert rows[3]["understood_as"] == "Is there a bassoon sound"
+    assert (rows[3]["answer"] is not None) if bassoon == ANSWERED else ("bassoon" in rows[3]["note"])
     # the answered rows are exactly what they are when asked alone
     alone = pipe.answer(ROOT / EXAMPLE["video"], ["How many musical instruments were heard throughout the video"])
     assert alone.results[0].answer == answers.results[1].answer

@@ -1,7 +1,7 @@
 """`mcd reproduce --config configs/synth-default.json [--publish checkpoints/mcd-synth]`: every stage of a recipe.
 
 synth (train/val/test + a fresh test set of another seed) -> pretrain-encoders -> extract -> train -> calibrate
-(with grounded_expert) -> evaluate the best checkpoint on the fresh test clips decoded from their mp4 files ->
+(with grounded_expert) -> out-of-domain calibration on fresh in-domain clips of their own seed -> evaluate the best checkpoint on the fresh test clips decoded from their mp4 files ->
 publish (checkpoint + metrics.json + model card). Each stage is the same CLI command a person would type; finished
 stages are skipped on a re-run, so an interrupted reproduction continues where it stopped.
 """
@@ -17,6 +17,8 @@ from mcd.model.config import grounding_section
 
 
 EXTRACT_T = 10   # segments per clip: the `mcd extract` default, which the synth recipes train with
+#: the out-of-domain calibration clips: fresh in-domain clips of their own seed, at most 300 (docs/ood.md)
+OOD_CALIBRATION_SEED, OOD_CALIBRATION_CLIPS = 424242, 300
 
 
 def _stage(name: str, argv: list[str], timing_path: Path, done: bool = False) -> None:
@@ -77,6 +79,14 @@ def _calibrated(best: Path) -> bool:
         return False
 
 
+def _ood_calibrated(best: Path) -> bool:
+    """True when the checkpoint carries a calibrated out-of-domain detector (`mcd calibrate-ood` ran on it)."""
+    try:
+        return (json.loads((best / "config.json").read_text()).get("ood") or {}).get("format") == 2
+    except (OSError, ValueError):
+        return False
+
+
 def _newer(path: Path, than: Path) -> bool:
     return path.exists() and than.exists() and path.stat().st_mtime >= than.stat().st_mtime
 
@@ -127,6 +137,13 @@ def run(args: argparse.Namespace) -> int:
            done=_training_finished(out, recipe.train.epochs, recipe.train.patience))
     if grounding_section(recipe.model).get("expert"):
         _stage("calibrate", ["calibrate", "--config", args.config], seconds, done=_calibrated(out / "best"))
+    ood_clips = Path(f"{recipe.data.root}-ood-calibration")
+    _stage("synth-ood-calibration", ["synth", "--out", str(ood_clips), "--videos",
+                                     str(min(OOD_CALIBRATION_CLIPS, s.test_videos)), "--seed",
+                                     str(OOD_CALIBRATION_SEED), "--splits", "test=1", "--questions-per-video", "1",
+                                     "--workers", w, "--quiet"], seconds, done=(ood_clips / "scenes.jsonl").exists())
+    _stage("calibrate-ood", ["calibrate-ood", "--checkpoint", str(out / "best"), "--data", str(ood_clips / "videos")],
+           seconds, done=_ood_calibrated(out / "best"))
     report_path = out / "fresh-test-report.json"
     _stage("evaluate", ["evaluate", "--checkpoint", str(out / "best"), "--data", str(fresh), "--split", "test",
                         "--predictions", str(out / "fresh-test-predictions.jsonl"), "--report", str(report_path),

@@ -31,14 +31,12 @@ import random
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from mcd.serving import ood
 from mcd.model.config import MCDConfig, grounding_section
 from mcd.task.vocab import INSTRUMENTS
 from mcd.data.dataset import QADataset, record_objects
@@ -291,7 +289,6 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, device: s
                                                               gradient_as_bucket_view=True)
     # a fresh run starts its own log: appending would splice an older run's epochs into this one's
     log = open(out / "log.jsonl", "a" if resumed else "w") if dist.is_main else None
-    ood_stats = None
     started = time.perf_counter()
     for epoch in range(state["epoch"], cfg.epochs):
         train_loader.batch_sampler.set_epoch(epoch)
@@ -350,12 +347,9 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, device: s
                                                              else ""), flush=True)
                 if val_acc > state["best_acc"]:
                     state.update(best_acc=val_acc, best=entry, stale=0)
-                    if ood_stats is None:
-                        ood_stats = ood.calibrate(load_features(v)
-                                                  for v in sorted({r.video_id for r in train_set.records}))
                     with evaluated_weights(model, average):
                         save_checkpoint(out / "best", model,
-                                        extra_config={"encoders": encoders.specs(), "T": config.T, "ood": ood_stats,
+                                        extra_config={"encoders": encoders.specs(), "T": config.T,
                                                       **known_instruments(train_set.records, grounding),
                                                       "provenance": {"recipe": recipe.to_dict(), "epoch": epoch + 1,
                                                                      "val_acc": val_acc, "head": cfg.head}},
