@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 from mcd.model.config import grounding_section
+from mcd.serving.calibrate_ood import MIN_CLIPS
 
 
 EXTRACT_T = 10   # segments per clip: the `mcd extract` default, which the synth recipes train with
-#: the out-of-domain calibration clips: fresh in-domain clips of their own seed, at most 300 (docs/ood.md)
+#: the out-of-domain calibration clips: fresh in-domain clips of their own seed, as many as the fresh test set
+#: within these bounds (docs/ood.md; `mcd calibrate-ood` needs MIN_CLIPS)
 OOD_CALIBRATION_SEED, OOD_CALIBRATION_CLIPS = 424242, 300
 
 
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         _stage("calibrate", ["calibrate", "--config", args.config], seconds, done=_calibrated(out / "best"))
     ood_clips = Path(f"{recipe.data.root}-ood-calibration")
     _stage("synth-ood-calibration", ["synth", "--out", str(ood_clips), "--videos",
-                                     str(min(OOD_CALIBRATION_CLIPS, s.test_videos)), "--seed",
+                                     str(max(MIN_CLIPS, min(OOD_CALIBRATION_CLIPS, s.test_videos))), "--seed",
                                      str(OOD_CALIBRATION_SEED), "--splits", "test=1", "--questions-per-video", "1",
                                      "--workers", w, "--quiet"], seconds, done=(ood_clips / "scenes.jsonl").exists())
     _stage("calibrate-ood", ["calibrate-ood", "--checkpoint", str(out / "best"), "--data", str(ood_clips / "videos")],
