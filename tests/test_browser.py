@@ -92,13 +92,13 @@ def test_ask_three_questions_and_select_a_row(browser, server, tmp_path):
                                timeout=90_000)                            # header + 3 answers
         assert rows.count() == 4
         assert [page.locator(f"#results-table [data-testid=cell-{i}-1]").inner_text() for i in range(3)] == QUESTIONS
-        page.wait_for_function("document.querySelector('#selected-question').innerText.includes('Question 1')")
+        page.wait_for_function("(document.querySelector('#selected-question')?.innerText || '').includes('Question 1')")
         page.locator("#heatmap img").wait_for(timeout=30_000)
         page.locator("#top5 img").wait_for(timeout=30_000)          # the clue panel shows after the answer
         first_top5 = page.locator("#top5 img").get_attribute("src")
 
         page.locator("#results-table [data-testid=cell-1-1]").click()      # second question's row
-        page.wait_for_function("document.querySelector('#selected-question').innerText.includes('Question 2')",
+        page.wait_for_function("(document.querySelector('#selected-question')?.innerText || '').includes('Question 2')",
                                timeout=30_000)
         assert QUESTIONS[1] in page.locator("#selected-question").inner_text()
         # the second question's figures replaced the first's (its top-5 differs), and the heatmap is drawn
@@ -210,7 +210,7 @@ def test_the_page_says_what_it_knows_and_an_error_keeps_the_results(browser, ser
         page.locator("[data-testid=toast-body]", has_text="at least one question").first.wait_for(timeout=30_000)
         assert page.locator("#results-table [data-testid=cell-1-1]").inner_text() == example.questions[1]
         page.locator("#results-table [data-testid=cell-1-1]").click()
-        page.wait_for_function("document.querySelector('#selected-question').innerText.includes('Question 2')",
+        page.wait_for_function("(document.querySelector('#selected-question')?.innerText || '').includes('Question 2')",
                                timeout=30_000)
 
         if width >= 1000:
