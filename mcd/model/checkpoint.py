@@ -112,9 +112,8 @@ def update_checkpoint(directory: str | Path, model_config: MCDConfig, metrics: d
     directory = Path(directory)
     config = _read_config(directory)
     config["model"] = model_config.to_dict()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
-        shutil.copytree(directory, tmp, dirs_exist_ok=True)
+
+    def edit(tmp: Path) -> None:
         if model is not None:
             tensors = {k: v for k, v in load_file(str(directory / WEIGHTS_FILE)).items()
                        if not k.startswith(MODEL_PREFIX)}
@@ -125,12 +124,8 @@ def update_checkpoint(directory: str | Path, model_config: MCDConfig, metrics: d
         _write_json(tmp / CONFIG_FILE, config)
         if metrics is not None:
             _write_json(tmp / METRICS_FILE, metrics)
-        load_checkpoint(tmp)
-        _swap_into_place(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+
+    return _rewrite_in_place(directory, edit)
 
 
 def update_config_section(directory: str | Path, key: str, value: Any,
@@ -152,15 +147,25 @@ def update_config_section(directory: str | Path, key: str, value: Any,
     directory = Path(directory)
     config = _read_config(directory)
     config[key] = value
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
-        shutil.copytree(directory, tmp, dirs_exist_ok=True)
+
+    def edit(tmp: Path) -> None:
         if tensors is not None:
             weights = {k: v for k, v in load_file(str(tmp / WEIGHTS_FILE), device="cpu").items()
                        if not k.startswith(prefix)}
             _save_weights({**weights, **tensors}, tmp / WEIGHTS_FILE)
             config["model_sha256"] = _sha256(tmp / WEIGHTS_FILE)
         _write_json(tmp / CONFIG_FILE, config)
+
+    return _rewrite_in_place(directory, edit)
+
+
+def _rewrite_in_place(directory: Path, edit) -> Path:
+    """Copy the checkpoint folder, let `edit(copy)` change files in the copy, check that the copy loads, then swap
+    it into place: a failure at any step leaves the old checkpoint whole."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        shutil.copytree(directory, tmp, dirs_exist_ok=True)
+        edit(tmp)
         load_checkpoint(tmp)
         _swap_into_place(tmp, directory)
     except BaseException:
