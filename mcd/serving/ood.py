@@ -448,7 +448,11 @@ def score(config: dict | None, visual: torch.Tensor, audio: torch.Tensor,
           tensors: dict[str, torch.Tensor] | None = None) -> float:
     """The clip's feature score (0.0 without calibration): format 2's larger score/threshold ratio, format 1's
     mean |z|."""
-    detector = load(config, tensors)
+    return detector_score(load(config, tensors), visual, audio)
+
+
+def detector_score(detector, visual: torch.Tensor, audio: torch.Tensor) -> float:
+    """`score` for a detector already loaded (a pipeline loads its checkpoint's once)."""
     if isinstance(detector, LegacyDetector):
         return detector.score(visual, audio)
     return detector.judge(visual, audio).score

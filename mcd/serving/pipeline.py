@@ -333,7 +333,7 @@ class Pipeline:
         return feats
 
     def ood_score(self, visual: torch.Tensor, audio: torch.Tensor) -> float:
-        return ood.score(self.ood, visual, audio, self._ood_tensors)
+        return ood.detector_score(self.detector, visual, audio)
 
     def judge_domain(self, clip: media.DecodedClip, visual: torch.Tensor, audio: torch.Tensor) -> ood.DomainReport:
         """The picture's and the sound's domain verdicts from the encoded features and the decoded signal."""
