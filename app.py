@@ -47,6 +47,7 @@ REFUSED_CELL = {"out_of_scope": "— (out of scope)", "unknown_instrument": "—
                 "invalid": "— (invalid question)"}
 FIGURE_LABELS = {"top5": "Answer candidates (student)", "teacher_student": "Teacher vs student",
                  "temporal": "Temporal clues", "heatmap": "Spatial clues (heatmap)",
+                 "evidence": "What the answer rests on",
                  "association": "Audio-visual association", "objects": "Text objects"}
 DISPLAY_SIDE = 320          # frames kept per session for heatmaps are resized to this longest side
 UNRELIABLE_MARK = " ⚠"     # appended to the answers of a clip the out-of-domain check flags
@@ -328,7 +329,7 @@ def row_index(evt: gr.SelectData) -> int:
 
 
 def figure_panel(prefix: str) -> list[gr.Plot]:
-    """The six clue plots of one question, laid out in pairs; returned in viz.FIGURE_NAMES order.
+    """The seven clue plots of one question, laid out in pairs; returned in viz.FIGURE_NAMES order.
 
     Labels are hidden because every figure carries its own title. elem_ids: `<prefix>heatmap` etc.
     """
@@ -340,6 +341,7 @@ def figure_panel(prefix: str) -> list[gr.Plot]:
         made["top5"], made["teacher_student"] = plot("top5"), plot("teacher_student")
     made["temporal"] = plot("temporal")
     made["heatmap"] = plot("heatmap")
+    made["evidence"] = plot("evidence")
     with gr.Row():
         made["association"], made["objects"] = plot("association"), plot("objects")
     return [made[name] for name in viz.FIGURE_NAMES]

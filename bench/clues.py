@@ -1,14 +1,14 @@
 """Are the clues right? Where the spatial clue points, when the temporal clues listen, and whether the answer needs
 what they weigh most, measured on fresh synthetic clips against their exact scene graphs.
 
-    python bench/clues.py --checkpoint checkpoints/mcd-synth --clips 150 --seed 31031 [--style v1]
+    python bench/clues.py --checkpoint checkpoints/mcd-synth --clips 150 --seed 31031 [--style default|held-out|v1]
                           [--data DIR] [--k-cells 3] [--k-seconds 2] [--draws 4] [--json OUT]
                           [--no-deletion] [--write-checkpoint]
 
 The test set is generated (or reused from --data, default data/clues/<style>-seed<S>-n<N>) with the generator's
-own code: `--style v1` samples world v1's scenes exactly (the world the shipped checkpoint was trained on:
-OpenMoji glyphs, drawn backgrounds, procedural timbres, no camera zoom; `mcd synth` itself only offers the v2
-styles) and renders them with mcd.synth, `--style default|held-out` runs `mcd synth --splits test=1`. Every clip is
+own code: `--style default|held-out` runs `mcd synth --splits test=1` (default: the shipped checkpoint's world),
+`--style v1` samples world v1's scenes exactly (OpenMoji glyphs, drawn backgrounds, procedural timbres, no camera
+zoom; `mcd synth` itself only offers the v2 styles) and renders them with mcd.synth. Every clip is
 decoded from its mp4 and answered through `Pipeline.answer` (what the demo runs); hooks on the model read the
 attention maps the pipeline does not return (per head, per text object, the referent query's).
 
@@ -22,6 +22,10 @@ Three measures (the pure functions are in mcd.serving.clue_quality):
   clue inside the seconds it sounds, against those seconds' share of the clip (ratio 1 = uniform).
 * deletion: the top-k cells (over all frames) or seconds of a clue are replaced by the clip mean; the drop of the
   answer's probability is compared with that of k random ones (mean of --draws draws): "beats" = larger drop.
+
+"evidence+" / "audio evidence+" are the demo's "what the answer rests on" figure (`QuestionResult.evidence`,
+mcd.serving.evidence: gradient x input, the deletion test's own change linearised), measured by all three tests
+beside the attention maps; "shown now x evidence+" is the attention map weighted by it.
 
 "shown now" is what the demo draws today (`QuestionResult.shown`, mcd.serving.shown_clues); "shown" and
 "audio_high (shown)" are the maps it drew before issue 31, so one run gives the before/after table on the same
@@ -332,6 +336,10 @@ SPATIAL_LABELS = {
     "shown head {h}": "used; the same attention, head {h} only",
     "shown rolled": "used; visual_low per frame weighted by visual_high (rolled over the hierarchy)",
     "type words": "used; the low-level attention of the two type words (e.g. 'Visual', 'Location'), mean",
+    "evidence": "gradient x input: the answer's log-odds gradient times (patch - clip mean), summed over frames "
+                "(the deletion test's change, linearised; signed)",
+    "evidence+": "the same, its positive part per frame and patch (what the demo's evidence figure draws)",
+    "shown now x evidence+": "the shown map weighted by evidence+ (the shown map where evidence+ is zero everywhere)",
     "keyword": "used; the referent keyword's own low-level attention (its clue feeds the grounding head)",
     "keyword head {h}": "used; the keyword's attention, head {h} only",
     "keyword rolled": "used; the keyword's low map weighted by its high-level attention",
@@ -347,6 +355,32 @@ SPATIAL_LABELS = {
     "centre cell": "baseline: always the centre cell",
     "prior cell": "baseline: the one cell most often on the referent in 2000 training-split scenes",
 }
+
+
+EVIDENCE_SPATIAL = ("evidence", "evidence+", "shown now x evidence+")
+
+
+def _normalised_positive(x: np.ndarray) -> np.ndarray:
+    r = np.clip(np.asarray(x, dtype=np.float64), 0, None)
+    return r / r.sum() if r.sum() > 0 else r
+
+
+def evidence_spatial(shown_now: np.ndarray, relevance: np.ndarray) -> dict[str, np.ndarray]:
+    """[P] maps from the answer's gradient x input relevance [T,P] (mcd.serving.evidence): its signed sum over
+    frames (the deletion test's linearised change), its positive part, and the shown map weighted by it."""
+    signed = relevance.sum(0)
+    pos = _normalised_positive(relevance).sum(0)
+    both = np.asarray(shown_now) * pos
+    return {"evidence": signed, "evidence+": pos,
+            "shown now x evidence+": both if both.sum() > 0 else np.asarray(shown_now)}
+
+
+def evidence_temporal(shown_now: np.ndarray, relevance: np.ndarray) -> dict[str, np.ndarray]:
+    """[T] audio maps from the answer's relevance per second: signed, positive part, the shown curve weighted."""
+    pos = _normalised_positive(relevance)
+    both = np.asarray(shown_now) * pos
+    return {"audio evidence": np.asarray(relevance, dtype=np.float64), "audio evidence+": pos,
+            "shown now (audio) x evidence+": both if both.sum() > 0 else np.asarray(shown_now)}
 
 
 def spatial_maps(q: Question, i: int, res, maps: dict, n_heads: int) -> dict[str, np.ndarray]:
@@ -432,6 +466,8 @@ TEMPORAL_LABELS = {
                                                               "audio weights inside the seconds read as sounding "
                                                               "(P > 0.5; all seconds if none)",
     "sounding read-out, model-chosen": "read-out: the model-chosen keyword's P(sounds in segment t), normalised",
+    "audio evidence+": "gradient x input per second, positive part (what the demo's evidence figure draws)",
+    "shown now (audio) x evidence+": "the shown audio curve weighted by audio evidence+",
     "sounding read-out": "read-out trained for it: grounding head P(sounds in segment t), normalised",
     "sounding read-out > 0.5": "read-out: the seconds the demo already lists as 'sounding' (P > 0.5), uniform",
 }
@@ -497,8 +533,9 @@ def main() -> None:
     p.add_argument("--checkpoint", type=Path, default=Path("checkpoints/mcd-synth"))
     p.add_argument("--clips", type=int, default=150)
     p.add_argument("--seed", type=int, default=31031)
-    p.add_argument("--style", default="v1", choices=("v1", "default", "held-out"),
-                   help="v1: world v1 (the shipped checkpoint's training world); default/held-out: mcd synth's")
+    p.add_argument("--style", default="default", choices=("v1", "default", "held-out"),
+                   help="default/held-out: mcd synth's (default: the shipped checkpoint's training world); v1: world "
+                        "v1, for a checkpoint trained there")
     p.add_argument("--sound-bank", default=None, help="mcd synth --sound-bank (v2 styles only)")
     p.add_argument("--data", type=Path, default=None, help="test-set folder (generated there if absent)")
     p.add_argument("--questions-per-video", type=int, default=20)
@@ -554,10 +591,17 @@ def main() -> None:
             if pq.template is None or pq.template.text.strip() != q.template or tuple(pq.keywords) != q.keywords:
                 parse_mismatch += 1
         feats = answers.clip
+        understood = pipeline.understand([q.text for q in qs])   # as Pipeline.answer asked them
+        if not all(u.answered for u in understood):
+            raise SystemExit(f"{vid}: a test question was refused: "
+                             f"{[u.text for u in understood if not u.answered]}")
+        text = pipeline._text_worker.submit(pipeline._encode_text, understood).result()
+        qtype = torch.tensor([type_index(u.type) for u in understood], dtype=torch.long)
         for i, (q, res) in enumerate(zip(qs, answers.results)):
             n_questions += 1
             correct.append((q, res.answer == q.answer))
             spat = spatial_maps(q, i, res, maps, n_heads)
+            spat.update(evidence_spatial(spat["shown now"], res.evidence["visual"]))
             peaks[cq.peak_cell(spat["shown"])] += 1
             slot = read_slot(res, q)
             if slot in ("left", "middle", "right"):
@@ -578,25 +622,23 @@ def main() -> None:
                         (q, bool(cq.box_cells(box)[prior[(pop, box_kind)]])))
                     if pop != "issue":
                         pointing["position read-out (slot)"][pop][box_kind].append((q, slot == player.position))
+            tmaps = temporal_maps(q, i, res, maps)
+            tmaps.update(evidence_temporal(tmaps["shown now (audio)"], res.evidence["audio"]))
             if q.source is not None:
                 sounding = cq.segment_fractions(q.source.intervals, scene.duration, T)
                 if 0.05 < sounding.mean() < 0.95:
-                    for name, m in temporal_maps(q, i, res, maps).items():
+                    for name, m in tmaps.items():
+                        if np.any(np.asarray(m) < 0):   # a signed relevance is not a distribution of weight
+                            continue
                         temporal[name].append((q, cq.temporal_share(m, sounding)))
             if not np.allclose(spat["shown now"], spat["referent query, model-chosen, else type words"], atol=1e-5):
                 shown_mismatch += 1
-            q.data = {"spatial": spat, "temporal": temporal_maps(q, i, res, maps), "answer": ANSWERS.index(res.answer),
+            q.data = {"spatial": spat, "temporal": tmaps, "answer": ANSWERS.index(res.answer),
                       "sources": {"spatial": res.shown["spatial"].source, "temporal": res.shown["temporal"].source}}
 
         if args.no_deletion:
             continue
         # deletion test: per question, every map's top-k and the same random draws
-        understood = pipeline.understand([q.text for q in qs])   # as Pipeline.answer asked them
-        if not all(u.answered for u in understood):
-            raise SystemExit(f"{vid}: a test question was refused: "
-                             f"{[u.text for u in understood if not u.answered]}")
-        text = pipeline._text_worker.submit(pipeline._encode_text, understood).result()
-        qtype = torch.tensor([type_index(u.type) for u in understood], dtype=torch.long)
         V, A = feats.visual, feats.audio
         rows, vis, aud, keys = [], [], [], []
 
@@ -615,7 +657,7 @@ def main() -> None:
                 add(i, cq.replace_with_mean(V, rs[d], axis=0), A, (i, "visual seconds", "random", d))
             for name in ("shown now", "shown", "keyword", "referent query", "shown rolled", "keyword, model-chosen",
                          "referent query, model-chosen", "type words",
-                         "referent query, model-chosen, else type words"):
+                         "referent query, model-chosen, else type words", *EVIDENCE_SPATIAL):
                 if name in q.data["spatial"]:
                     idx = cq.top_k(q.data["spatial"][name], args.k_cells)
                     add(i, cq.replace_with_mean(V, idx, axis=1), A, (i, "cells", name))
@@ -829,7 +871,8 @@ def print_before_after(out, pointing, temporal, deletions) -> None:
     print("\n## Before / after: what the demo shows (same clips, same questions)\n")
     rows = []
     for label, name in (("before: question tokens' visual_low", "shown"),
-                        ("after: referent query, else type words", "shown now")):
+                        ("after: referent query, else type words", "shown now"),
+                        ("evidence figure: gradient x input, positive part", "evidence+")):
         r = pointing_rates(pointing, name)
         d = deletion_rates(deletions, "cells", name)
         rows.append([label] + [f"{100 * r[p]:.1f}% ({r[f'n_{p}']})" if r[p] is not None else "-"
@@ -839,7 +882,8 @@ def print_before_after(out, pointing, temporal, deletions) -> None:
                  "deletion beats random (≥80%)", "beats where p moves ≥ 0.01"], rows))
     rows = []
     for label, name in (("before: question tokens' audio_high", "audio_high (shown)"),
-                        ("after: referent query audio in read-out seconds, else audio_high", "shown now (audio)")):
+                        ("after: referent query audio in read-out seconds, else audio_high", "shown now (audio)"),
+                        ("evidence figure: gradient x input per second, positive part", "audio evidence+")):
         r = temporal_rates(temporal, name)
         d = deletion_rates(deletions, "audio seconds", name)
         if r:
@@ -857,7 +901,7 @@ def cq_pct(x: float | None) -> str:
 def clue_quality_record(args, out: dict, pointing, temporal, deletions) -> dict:
     """What the demo's captions read (mcd.serving.shown_clues): per source of a shown clue, how often such clues
     were right on this run, with the command that measured it."""
-    from mcd.serving.shown_clues import QUESTION_TOKENS, REFERENT_QUERY, TYPE_WORDS
+    from mcd.serving.shown_clues import EVIDENCE, QUESTION_TOKENS, REFERENT_QUERY, TYPE_WORDS
     cmd = (f"PYTHONPATH=$PWD .venv/bin/python bench/clues.py --checkpoint {args.checkpoint} --clips {args.clips} "
            f"--seed {args.seed} --style {args.style}" + (" --no-deletion" if args.no_deletion else "")
            + " --write-checkpoint")
@@ -878,6 +922,13 @@ def clue_quality_record(args, out: dict, pointing, temporal, deletions) -> dict:
                                                    ("temporal", source) if source else None)["beats"]
         return rec
 
+    def evidence_rec():
+        rec = {k: v for k, v in pointing_rates(pointing, "evidence+").items() if k != "issue" and k != "n_issue"}
+        if measured:
+            rec["cells_deletion_beats"] = deletion_rates(deletions, "cells", "evidence+")["beats"]
+            rec["seconds_deletion_beats"] = deletion_rates(deletions, "audio seconds", "audio evidence+")["beats"]
+        return rec
+
     return {
         "command": cmd, "bench": "bench/clues.py", "style": args.style, "seed": args.seed, "clips": args.clips,
         "questions": out["questions"], "answer_accuracy": out["accuracy"], "deletion_measured": measured,
@@ -888,6 +939,7 @@ def clue_quality_record(args, out: dict, pointing, temporal, deletions) -> dict:
         "temporal": {REFERENT_QUERY: temporal_rec(f"shown now (audio): {REFERENT_QUERY}", REFERENT_QUERY),
                      QUESTION_TOKENS: temporal_rec("audio_high (shown)", None),
                      "shown": temporal_rec("shown now (audio)", None)},
+        EVIDENCE: evidence_rec(),
     }
 
 

@@ -16,8 +16,8 @@ Data (bench/data/, provenance in each file's first line):
                      (synonyms) to fill them with.
 - off_topic.jsonl    the off-topic TEST set (greetings, other topics, clothes, ages, brands, colours, instruments
                      outside the vocabulary or this checkpoint, other languages, nonsense).
-`accuracy` makes its clips with `mcd synth --sound-bank procedural` (world v1's ten instruments and timbres, the
-ones the shipped checkpoint was trained on; the command has no v1 style, so the look is the default style's), asks
+`accuracy` makes its clips with `mcd synth` in its default style and sound bank (the world the shipped checkpoint
+was trained on; `--sound-bank procedural` gives world v1's timbres for a checkpoint trained on those), asks
 every synthetic question twice through `Pipeline.answer` (the demo's path): in the template's wording and reworded
 with one of the test rewordings (in turn), and counts refusals of reworded questions as wrong answers.
 """
@@ -238,8 +238,10 @@ def accuracy(args) -> int:
     out = Path(args.out)
     if not (out / "avqa-test.json").exists():
         cmd = [sys.executable, "-m", "mcd", "synth", "--out", str(out), "--videos", str(args.videos), "--seed",
-               str(args.synth_seed), "--splits", "test=1", "--questions-per-video", "20", "--sound-bank",
-               "procedural", "--workers", str(args.workers), "--quiet", "--force"]
+               str(args.synth_seed), "--splits", "test=1", "--questions-per-video", "20",
+               "--workers", str(args.workers), "--quiet", "--force"]
+        if args.sound_bank:
+            cmd += ["--sound-bank", args.sound_bank]
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
     records = json.loads((out / "avqa-test.json").read_text())
@@ -363,6 +365,8 @@ def main() -> int:
     a.add_argument("--synth-seed", type=int, default=28028)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--workers", type=int, default=2)
+    a.add_argument("--sound-bank", default=None,
+                   help="mcd synth --sound-bank (default: the generator's, the world the shipped checkpoint knows)")
     a.add_argument("--out", default=str(ROOT / "data" / "paraphrase-bench"))
     a.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "mcd-synth"))
     a.add_argument("--sets", default="C", type=lambda s: s.split(","),

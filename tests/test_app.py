@@ -43,7 +43,7 @@ except ImportError:  # pytest's rootdir-less import mode
 FIXTURE_ANNOTATIONS = ROOT / "tests" / "fixtures" / "music-avqa" / "avqa-val-excerpt.json"
 MAX_DURATION_S = 12.0        # the example clips are 10 s; a 13-s clip is "too long"
 # /answer outputs, in order
-RESULTS, TABLE, HEADER, PLOTS, CLIP = 0, 1, 2, slice(3, 9), 9
+RESULTS, TABLE, HEADER, PLOTS, CLIP = 0, 1, 2, slice(3, 10), 10
 
 
 def find_checkpoint() -> tuple[Path | None, str]:

@@ -152,7 +152,8 @@ def test_each_question_gets_its_types_expert_weight(pipe):
         results = pipe.answer(CLIP, EXAMPLE["questions"] + ["What colour is the violin on the left?"]).results
     finally:
         hook.remove()
-    kwargs, out = seen[-1]
+    kwargs, out = seen[0]          # the answering forward (the second is the evidence's, with gradients)
+    assert len(seen) == 2 and not out.logits.requires_grad
     kinds = kwargs["question_type"]
     # the off-topic question is refused, so it is not in the forward at all (issue 28)
     assert results[-1].refused and len(kinds) == len(results) - 1
@@ -195,3 +196,40 @@ def test_shown_clues_are_the_models_own_maps(pipe):
         assert r.clue_quality == pipe.config.get("clue_quality")
         assert "visual_low" in r.clues and "audio_high" in r.clues     # the maps shown before stay for the bench
     assert sources == {"referent query", "type words"}
+
+
+def test_evidence_points_at_what_the_answer_needs(pipe):
+    """Each answer carries what it rests on; deleting its three strongest cells (all frames) lowers the answer's
+    log-odds more than deleting its three weakest, and the answer contract names the strongest seconds."""
+    import torch
+
+    from mcd.serving import clue_quality as cq
+    from mcd.serving.evidence import answer_log_odds
+    from mcd.task.questions import type_index
+    from mcd.task.vocab import ANSWERS
+
+    answers = pipe.answer(CLIP, EXAMPLE["questions"])
+    understood = pipe.understand(EXAMPLE["questions"])
+    text = pipe._encode_text(understood)
+    feats = answers.clip
+    n = len(understood)
+    drops = []
+    for i, r in enumerate(answers.results):
+        assert r.evidence["visual"].shape == (pipe.T, 49) and r.evidence["audio"].shape == (pipe.T,)
+        per_cell = r.evidence["visual"].sum(0)
+        variants = [cq.replace_with_mean(feats.visual, cq.top_k(per_cell, 3), axis=1),
+                    cq.replace_with_mean(feats.visual, cq.top_k(-per_cell, 3), axis=1)]
+        with torch.no_grad():
+            out = pipe.model(visual=torch.stack(variants), audio=feats.audio.unsqueeze(0).expand(2, *feats.audio.shape),
+                             question=text.tokens.float()[[i, i]], question_mask=text.mask[[i, i]],
+                             objects=text.objects[[i, i]], objects_mask=text.objects_mask[[i, i]],
+                             objects_kind=text.objects_kind[[i, i]],
+                             question_type=torch.tensor([type_index(understood[i].type)] * 2))
+        lo = answer_log_odds(out.logits.float(), torch.tensor([ANSWERS.index(r.answer)] * 2))
+        drops.append(float(lo[1] - lo[0]))          # log-odds with the weakest deleted minus with the strongest
+        summary = r.summary(feats.clip.timestamps)["evidence"]
+        strongest = int(np.argmax(r.evidence["audio"]))
+        if r.evidence["audio"][strongest] > 0:
+            assert summary["audio_seconds"][0] == pytest.approx(feats.clip.timestamps[strongest], abs=0.01)
+        assert summary["cell"] == int(np.argmax(per_cell))
+    assert n == len(drops) and all(d > 0 for d in drops)

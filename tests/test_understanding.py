@@ -292,7 +292,7 @@ def test_demo_handler_with_a_refused_first_row(pipe):
 
     demo = app.DemoApp(pipe)
     out = demo.answer(str(ROOT / EXAMPLE["video"]), "hello\nIs there a voiceover?", progress=lambda *a, **k: None)
-    payload, styled, header, *figures = out[:9]
+    payload, styled, header, *figures = out[:3 + len(app.viz.FIGURE_NAMES)]
     table = styled.data                                  # the results DataFrame under its Styler
     assert [a["status"] for a in payload["answers"]] == [OUT_OF_SCOPE, ANSWERED]
     assert table["answer"].tolist()[0] == "— (out of scope)" and header.startswith("**Question 1:** hello")

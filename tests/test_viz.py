@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -298,3 +299,34 @@ def test_temporal_panel_draws_the_shown_audio_solid_only_inside_the_sounding_sec
     solid = [b for b in audio_ax.patches if type(b).__name__ == "Rectangle" and b.get_alpha() in (None, 1.0)
              and b.get_height() > 0]
     assert len(solid) == 4
+
+
+def test_evidence_figure_draws_the_strongest_seconds_and_the_sound_bars():
+    visual = np.zeros((T, P))
+    visual[7, 10], visual[2, 30], visual[5, 0] = 3.0, 1.0, -4.0          # the picture: seconds 7 and 2 speak for it
+    audio = np.linspace(-1.0, 1.0, T)
+    fig = viz.evidence_clues(two_colour_frames(), visual, audio, np.arange(T) + 0.5, k=2,
+                             title="what the answer rests on", caption="benchmark: x")
+    texts = _figure_texts(fig)
+    assert "t = 2.5 s  (25% of the picture's evidence)" in texts and "t = 7.5 s  (75% of the picture's evidence)" in texts
+    bars = fig.axes[-1].patches
+    assert len(bars) == T and [b.get_height() for b in bars] == pytest.approx(audio)
+    colours = {matplotlib.colors.to_hex(b.get_facecolor()) for b, v in zip(bars, audio) if v > 0}
+    assert colours == {viz.EVIDENCE_FOR}
+    flat = viz.evidence_clues(two_colour_frames(), -np.ones((T, P)), audio, np.arange(T) + 0.5)
+    assert "no patch speaks for the answer" in _figure_texts(flat)
+    with pytest.raises(viz.VizInputError):
+        viz.evidence_clues(two_colour_frames(), np.zeros((T - 1, P)), audio, np.arange(T) + 0.5)
+
+
+def test_evidence_figure_carries_the_checkpoints_deletion_numbers():
+    quality = {"evidence": {"solo": 0.45, "multi": 0.41, "cells_deletion_beats": 0.876,
+                            "seconds_deletion_beats": 0.846}}
+    result = _shown_result(quality)
+    result.evidence = {"visual": np.ones((T, P)), "audio": np.ones(T)}
+    texts = _figure_texts(viz.question_figures(result, two_colour_frames(), np.arange(T) + 0.5)["evidence"])
+    assert "top cells beats random in 88%" in texts and "top seconds in 85%" in texts
+    assert "what the answer rests on" in texts
+    result.clue_quality = None
+    assert "not measured for this checkpoint" in _figure_texts(viz.evidence_figure(result, two_colour_frames(),
+                                                                                 np.arange(T) + 0.5))

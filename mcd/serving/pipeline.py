@@ -20,6 +20,7 @@ import torch
 
 from mcd import media
 from mcd.serving import ood, signal_checks
+from mcd.serving.evidence import answer_evidence
 from mcd.serving.shown_clues import ShownClue, shown_spatial, shown_temporal
 from mcd.model.checkpoint import load_checkpoint
 from mcd.data.text_bank import TextBank, object_phrases
@@ -78,6 +79,7 @@ class QuestionResult:
     referents: dict[str, dict] = field(default_factory=dict)   # keyword -> what it points at (object_grounding)
     object_clues: dict[str, np.ndarray] = field(default_factory=dict)  # per text object [K,...] (MCDOutput)
     shown: dict[str, ShownClue] = field(default_factory=dict)  # "spatial", "temporal": the clues the demo draws
+    evidence: dict[str, np.ndarray] = field(default_factory=dict)  # "visual" [T,P], "audio" [T]: mcd.serving.evidence
     clue_quality: dict | None = None   # the checkpoint's bench record (config.json "clue_quality"), for captions
     status: str = ANSWERED
     understood_as: str | None = None   # the filled template the model is asked (None when nothing fits)
@@ -109,8 +111,22 @@ class QuestionResult:
             "clues": {"audio_seconds": top_seconds(self.clues["audio_high"]),
                       "visual_seconds": top_seconds(visual_t),
                       "objects": {o: round(float(w), 4) for o, w in zip(self.objects, self.clues["objects"])}},
+            **({"evidence": self.evidence_summary(timestamps, k)} if self.evidence else {}),
             **({"referents": self.referent_summary(timestamps)} if self.referents else {}),
         }
+
+    def evidence_summary(self, timestamps: np.ndarray, k: int = 3) -> dict:
+        """JSON-ready: the seconds whose audio, and the seconds whose picture, the answer rests on most (positive
+        evidence only, at most k each, strongest first), and the 7x7 cell (row-major index over all seconds)."""
+        audio = self.evidence["audio"]
+        visual = self.evidence["visual"]
+
+        def strongest(values: np.ndarray) -> list[float]:
+            order = [int(i) for i in np.argsort(-values, kind="stable")[:k] if values[i] > 0]
+            return [round(float(timestamps[i]), 2) for i in order]
+        per_cell = visual.sum(0)
+        return {"audio_seconds": strongest(audio), "visual_seconds": strongest(np.clip(visual, 0, None).sum(1)),
+                "cell": int(np.argmax(per_cell)) if per_cell.max() > 0 else None}
 
     def referent_summary(self, timestamps: np.ndarray) -> dict[str, dict]:
         """keyword -> its predicted referent, JSON-ready: the per-segment probabilities become the seconds in
@@ -393,6 +409,14 @@ class Pipeline:
             return self.model(**inputs)
         return move(self.model(**move(inputs, self.device)), torch.device("cpu"))
 
+    def _evidence(self, visual, audio, answers, tokens, mask, objects, objects_mask, objects_kind, parsed):
+        """What each answer rests on (mcd.serving.evidence), computed where the model lives, back on the CPU."""
+        inputs = dict(question=tokens.float(), question_mask=mask, objects=objects, objects_mask=objects_mask,
+                      objects_kind=objects_kind,
+                      question_type=torch.tensor([type_index(p.type) for p in parsed], dtype=torch.long))
+        ev = answer_evidence(self.model, *move((visual, audio, answers), self.device), **move(inputs, self.device))
+        return move(ev, torch.device("cpu"))
+
     @staticmethod
     def refused_result(u: Understanding) -> QuestionResult:
         """The result of a question that is not put to the model: no answer, no figures, a note saying why."""
@@ -430,6 +454,8 @@ class Pipeline:
         clues = {name: t.float().numpy() for name, t in out.clues.items()}
         referents = {name: t.float().numpy() for name, t in out.referents.items()}
         object_clues = {name: t.float().numpy() for name, t in out.object_clues.items()}
+        evidence = self._evidence(visual, audio, torch.from_numpy(student.argmax(-1)), tokens, mask, objects,
+                                  objects_mask, objects_kind, parsed)
         results = []
         for i, p in enumerate(parsed):
             order = np.argsort(-student[i])[:5]
@@ -451,5 +477,6 @@ class Pipeline:
                 student_probs=student[i], teacher_probs=teacher[i], objects=text.phrases[i], clues=q_clues,
                 referents=q_referents, object_clues=q_objects,
                 shown=shown_clues(p.keywords, text.phrases[i][len(p.keywords):], q_referents, q_objects, q_clues),
+                evidence={"visual": evidence.visual[i].numpy(), "audio": evidence.audio[i].numpy()},
                 clue_quality=self.clue_quality))
         return results

@@ -1,10 +1,12 @@
 """Which clue the demo shows for one answer, and the line that says what it is and how often such clues were right.
 
 Why these maps (docs/clues.md, measured by bench/clues.py against the scene graphs of fresh clips): the map of the
-question tokens' low-level attention pointed at the named player in 81.5% (solo) / 70.4% (multi) of questions; the
+question tokens' low-level attention pointed at the named player in 91.5% (solo) / 76.0% (multi) of questions; the
 referent query's map of the keyword the grounding head reads as on screen (the instrument it read for the word,
-looking the patches up again: a look-up that feeds the answer) in 100% / 86.6%, and the type words' map found
-the player of a solo clip in 100%. In time, the referent query's audio weights of the keyword read as most surely
+looking the patches up again: a look-up that feeds the answer) in 100% / 88.1%, and the type words' map found
+the player of a solo clip in 100%. Attention is where the model looked, not what its answer needs (deleting its
+top cells beats deleting random ones about half the time), so the demo draws the answer's evidence
+(mcd.serving.evidence) beside it, with its own caption. In time, the referent query's audio weights of the keyword read as most surely
 sounding put more of their weight inside the seconds it sounds than the question tokens' audio attention, and
 kept to the seconds the grounding head reads that keyword as sounding (a read-out trained for it) more still.
 Every choice here reads only the model's own outputs: no scene graph is needed at inference.
@@ -145,6 +147,28 @@ def temporal_quality_line(source: str, quality: Mapping | None) -> str:
     if rec.get("deletion_beats") is not None:
         line += f"; deleting the top seconds beats random in {_pct(rec['deletion_beats'])}"
     return line
+
+
+EVIDENCE = "evidence"
+EVIDENCE_TITLE = ("what the answer rests on: the patches and seconds whose removal would lower its odds most "
+                  "(gradient x input)")
+
+
+def evidence_quality_line(quality: Mapping | None) -> str:
+    """'benchmark: ...' for the evidence figure: how often deleting its top cells / seconds hurt the answer more
+    than deleting random ones, and how often its peak cell was on the named player (it need not be: the answer
+    may rest on other parts of the picture)."""
+    rec = (quality or {}).get(EVIDENCE)
+    if not rec:
+        return f"benchmark: {NOT_MEASURED}"
+    parts = []
+    if rec.get("cells_deletion_beats") is not None:
+        parts.append(f"deleting its top cells beats random in {_pct(rec['cells_deletion_beats'])}")
+    if rec.get("seconds_deletion_beats") is not None:
+        parts.append(f"its top seconds in {_pct(rec['seconds_deletion_beats'])}")
+    if rec.get("solo") is not None or rec.get("multi") is not None:
+        parts.append(f"peak on the named player in {_pct(rec.get('solo'))} (solo) / {_pct(rec.get('multi'))} (multi)")
+    return "benchmark: " + "; ".join(parts) if parts else f"benchmark: {NOT_MEASURED}"
 
 
 def spatial_title(clue: ShownClue) -> str:

@@ -24,8 +24,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from mcd.serving.shown_clues import (QUESTION_TOKENS, ShownClue, spatial_quality_line,  # noqa: E402
-                                     spatial_title, temporal_quality_line, temporal_title)
+from mcd.serving.shown_clues import (EVIDENCE_TITLE, QUESTION_TOKENS, ShownClue,  # noqa: E402
+                                     evidence_quality_line, spatial_quality_line, spatial_title,
+                                     temporal_quality_line, temporal_title)
 
 if TYPE_CHECKING:
     from mcd.serving.pipeline import QuestionResult
@@ -336,6 +337,55 @@ def spatial_heatmaps(frames: np.ndarray, visual_low, timestamps, k: int = 3, tit
     return fig
 
 
+EVIDENCE_FOR = "#2ca02c"
+EVIDENCE_AGAINST = "#b0b0b0"
+
+
+def evidence_clues(frames: np.ndarray, visual, audio, timestamps, k: int = 3, title: str | None = None,
+                   caption: str | None = None) -> Figure:
+    """What the answer rests on (mcd.serving.evidence): the positive visual evidence on the frames of the k seconds
+    with the most of it, and the audio evidence per second as bars (green: removing that second would lower the
+    answer's odds; grey: raise them).
+
+    `visual` [T, P] and `audio` [T] are signed relevances in log-odds of the answer."""
+    frames = np.asarray(frames)
+    vis = np.asarray(visual, dtype=np.float64)
+    ts = _as_1d("timestamps", timestamps)
+    aud = _as_1d("audio evidence", audio, len(ts))
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise VizInputError(f"frames must be uint8 [T, H, W, 3], got shape {list(frames.shape)}")
+    if vis.ndim != 2 or vis.shape[0] != frames.shape[0] or len(ts) != frames.shape[0]:
+        raise VizInputError(f"visual evidence must be [T, P] with T = {frames.shape[0]} frames and timestamps, "
+                            f"got {list(vis.shape)} and {len(ts)} timestamps")
+    pos = np.clip(vis, 0.0, None)
+    picked = top_segments(pos, k)
+    fig = new_figure(3.0 * len(picked) + 0.8, 4.9 if caption else 4.7, left=0.07, right=0.98,
+                     bottom=0.1 if caption else 0.07, top=0.88)
+    grid = fig.add_gridspec(2, len(picked), height_ratios=[2.2, 1.0], hspace=0.35)
+    top = float(pos[picked].max())
+    for col, i in enumerate(picked):
+        ax = fig.add_subplot(grid[0, col])
+        ax.imshow(overlay_heatmap(frames[i], pos[i], vmin=0.0, vmax=top if top > 0 else None))
+        share = pos[i].sum() / (pos.sum() or 1.0)
+        ax.set_title(f"t = {ts[i]:.1f} s  ({share:.0%} of the picture's evidence)", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax = fig.add_subplot(grid[1, :])
+    width = float(np.median(np.diff(ts))) * 0.8 if len(ts) > 1 else 0.5
+    ax.bar(ts, aud, width=width, color=[EVIDENCE_FOR if v > 0 else EVIDENCE_AGAINST for v in aud])
+    ax.axhline(0.0, color="0.3", lw=0.6)
+    ax.set_ylabel("sound\n(log-odds)", fontsize=7)
+    ax.set_xlabel("time (s)", labelpad=1, fontsize=7)
+    ax.tick_params(labelsize=7)
+    _few_ticks(ax.yaxis, 3)
+    if top <= 0:
+        title = (title or "What the answer rests on") + ": no patch speaks for the answer"
+    fig.suptitle(title or "What the answer rests on (removing these would lower its odds most)",
+                 fontsize=9 if title and len(title) > 90 else 10)
+    _caption(fig, caption)
+    return fig
+
+
 def association_matrix(association, timestamps=None) -> Figure:
     """The 2T x 2T self-attention of the association block: rows attend to columns; V = visual, A = audio."""
     m = np.asarray(association, dtype=np.float64)
@@ -379,12 +429,13 @@ def question_figures(result: "QuestionResult", frames: np.ndarray, timestamps, d
                                            agree=result.agree, js=result.js_divergence),
         "temporal": temporal_figure(result, timestamps, duration),
         "heatmap": heatmap_figure(result, frames, timestamps),
+        "evidence": evidence_figure(result, frames, timestamps),
         "association": association_matrix(c["association"], timestamps),
         "objects": text_objects(result.objects, c["objects"]),
     }
 
 
-FIGURE_NAMES = ("top5", "teacher_student", "temporal", "heatmap", "association", "objects")
+FIGURE_NAMES = ("top5", "teacher_student", "temporal", "heatmap", "evidence", "association", "objects")
 
 
 def _shown(result: "QuestionResult", kind: str):
@@ -403,6 +454,19 @@ def heatmap_figure(result: "QuestionResult", frames: np.ndarray, timestamps) -> 
     quality = getattr(result, "clue_quality", None)
     return spatial_heatmaps(frames, clue.weights, timestamps, title=spatial_title(clue),
                             caption=spatial_quality_line(clue.source, quality))
+
+
+def evidence_figure(result: "QuestionResult", frames: np.ndarray, timestamps) -> Figure:
+    """What the answer rests on, captioned with how often deleting its top parts beat deleting random ones; a note
+    for a result that carries no evidence (an older caller's object)."""
+    evidence = getattr(result, "evidence", None) or {}
+    if "visual" not in evidence:
+        fig = new_figure(6.0, 1.2)
+        _message(fig.subplots(), "evidence not computed for this answer")
+        return fig
+    return evidence_clues(frames, evidence["visual"], evidence["audio"], timestamps,
+                          title=EVIDENCE_TITLE,
+                          caption=evidence_quality_line(getattr(result, "clue_quality", None)))
 
 
 def temporal_figure(result: "QuestionResult", timestamps, duration: float | None = None) -> Figure:
