@@ -4,12 +4,12 @@
 
 Each run is a request about a new clip: the pipeline's clip cache is emptied first ("cold": the text encoder's
 question cache too, so the questions are encoded afresh; "warm text": questions asked before), then `DemoApp.answer` (the
-event handler behind /answer) runs and the six figures it returns are encoded to PNG, as Gradio's gr.Plot does
+event handler behind /answer) runs and the seven figures it returns are encoded to PNG, as Gradio's gr.Plot does
 before sending them. Stages:
     decode   media.decode (frames + audio)          encode   visual + audio encoders
     model    what the handler spends after the clip's features are ready: waiting for the text thread (which
              encodes the questions while the clip decodes), one batched MCD forward, the results table
-    figures  the first question's six figures: built by mcd.serving.viz, then PNG-encoded
+    figures  the first question's seven figures: built by mcd.serving.viz, then PNG-encoded
 "no figs" is decode + encode + model: the cost of the questions themselves (the figures are the same work for
 any number of questions). HTTP and upload time are not included (tens of ms on localhost).
 The clip is --clip, else the first example in assets/examples.json, else a synthetic scene rendered by mcd.synth.
