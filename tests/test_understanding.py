@@ -115,6 +115,10 @@ def test_question_form():
     ("Is this performed indoors or outdoors?", "Where is the performance"),
     ("Where's the quietest instrument?", "Where is the lowest instrument"),
     ("Does the left instrument play first?", "Is the first sound coming from the left instrument"),
+    # a side with no instrument named is the instrument at that side: not "What kind of musical instrument is it"
+    ("Which instrument is on the left?", "What kind of instrument is the leftest instrument"),
+    ("What is the right instrument?", "What kind of instrument is the rightest instrument"),
+    ("What is the instrument on the left of the piano?", "What is the instrument on the left of piano"),
 ])
 def test_paraphrases_map_to_template_and_slots(und, text, understood_as):
     u = und.understand(text)

@@ -517,6 +517,9 @@ def slot_order(template: Template, phrasing_order: dict[str, tuple[str, ...]], w
     return {kind: tuple(sorted(names, reverse=reverse)) for kind, names in phrasing_order.items()}
 
 
+_SIDE_TO_LRER = {"left": "leftest", "right": "rightest"}
+
+
 def fill_slots(template: Template, order: dict[str, tuple[str, ...]], words: Sequence[str],
                mentions: Sequence[Mention]) -> tuple[tuple[str, ...] | None, int]:
     """The template's slot values from the question's slot words, and how many slot words were left unused.
@@ -530,6 +533,11 @@ def fill_slots(template: Template, order: dict[str, tuple[str, ...]], words: Seq
     used: set[int] = set()
     for kind, slot_names in order.items():
         found = [(i, m) for i, m in enumerate(mentions) if i not in used and kind in m.kinds]
+        if kind == "LRer" and len(found) < len(slot_names):
+            # "the instrument on the left" with no instrument named is the leftmost one
+            found += [(i, Mention(m.start, m.end, (("LRer", _SIDE_TO_LRER[m.value("LR")]),), m.surface))
+                      for i, m in enumerate(mentions)
+                      if i not in used and m.value("LR") in _SIDE_TO_LRER and "Object" not in order]
         if len(found) < len(slot_names) and kind in ("FL", "TH") and len(slot_names) == 1:
             implied = ("first" if _IMPLIED_FIRST.intersection(words) else
                        "last" if kind == "FL" and _IMPLIED_LAST.intersection(words) else None)
