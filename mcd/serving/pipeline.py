@@ -409,12 +409,10 @@ class Pipeline:
             return self.model(**inputs)
         return move(self.model(**move(inputs, self.device)), torch.device("cpu"))
 
-    def _evidence(self, visual, audio, answers, tokens, mask, objects, objects_mask, objects_kind, parsed):
-        """What each answer rests on (mcd.serving.evidence), computed where the model lives, back on the CPU."""
-        inputs = dict(question=tokens.float(), question_mask=mask, objects=objects, objects_mask=objects_mask,
-                      objects_kind=objects_kind,
-                      question_type=torch.tensor([type_index(p.type) for p in parsed], dtype=torch.long))
-        ev = answer_evidence(self.model, *move((visual, audio, answers), self.device), **move(inputs, self.device))
+    def _evidence(self, visual: torch.Tensor, audio: torch.Tensor, answers: torch.Tensor, asked: dict):
+        """What each answer rests on (mcd.serving.evidence), computed where the model lives, back on the CPU.
+        `asked`: the batched question inputs of the answering forward."""
+        ev = answer_evidence(self.model, *move((visual, audio, answers), self.device), **move(asked, self.device))
         return move(ev, torch.device("cpu"))
 
     @staticmethod
@@ -439,14 +437,11 @@ class Pipeline:
     def _answer_asked(self, visual: torch.Tensor, audio: torch.Tensor, parsed: list[Understanding],
                       text: QuestionText) -> list[QuestionResult]:
         n = len(parsed)
-        tokens, mask, objects, objects_mask, objects_kind = (text.tokens, text.mask, text.objects,
-                                                             text.objects_mask, text.objects_kind)
+        asked = dict(question=text.tokens.float(), question_mask=text.mask, objects=text.objects,
+                     objects_mask=text.objects_mask, objects_kind=text.objects_kind,
+                     question_type=torch.tensor([type_index(p.type) for p in parsed], dtype=torch.long))
         out = self._model_forward(visual=visual.unsqueeze(0).expand(n, *visual.shape),
-                                  audio=audio.unsqueeze(0).expand(n, *audio.shape),
-                                  question=tokens.float(), question_mask=mask, objects=objects,
-                                  objects_mask=objects_mask,
-                                  objects_kind=objects_kind,
-                                  question_type=torch.tensor([type_index(p.type) for p in parsed], dtype=torch.long))
+                                  audio=audio.unsqueeze(0).expand(n, *audio.shape), **asked)
         student = out.logits.float().softmax(-1).numpy()
         teacher = out.teacher_logits.float().softmax(-1).numpy()
         cos_v = torch.nn.functional.cosine_similarity(out.z_q, out.z_v, dim=-1).numpy()
@@ -454,8 +449,7 @@ class Pipeline:
         clues = {name: t.float().numpy() for name, t in out.clues.items()}
         referents = {name: t.float().numpy() for name, t in out.referents.items()}
         object_clues = {name: t.float().numpy() for name, t in out.object_clues.items()}
-        evidence = self._evidence(visual, audio, torch.from_numpy(student.argmax(-1)), tokens, mask, objects,
-                                  objects_mask, objects_kind, parsed)
+        evidence = self._evidence(visual, audio, torch.from_numpy(student.argmax(-1)), asked)
         results = []
         for i, p in enumerate(parsed):
             order = np.argsort(-student[i])[:5]
