@@ -545,8 +545,9 @@ class DemoApp:
                 "# MCD-AVQA: audio-visual question answering\n"
                 "Upload a clip (or pick an example), ask questions about what is **seen and heard** (one per "
                 f"line, at most {MAX_QUESTIONS}), press **Answer**. Select a row of the results to see its clues: "
-                "which seconds the model listened to and looked at, where in the frame it looked, and whether the "
-                "student (MCD's answer path: question + clues) agrees with the audio-visual teacher.")
+                "which seconds the model listened to and looked at, where in the frame it looked, what the answer "
+                "rests on, and whether the student (MCD's answer path: question + clues) agrees with the "
+                "audio-visual teacher.")
             session = gr.State(None, time_to_live=3600)
             with gr.Tab("Ask"):
                 with gr.Row():

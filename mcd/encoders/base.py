@@ -8,8 +8,10 @@ for (or breaks on) transformers, and vice versa.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -180,6 +182,38 @@ def frozen(net: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
     for p in net.parameters():
         p.requires_grad_(False)
     return net.to(torch.device(device))
+
+
+def spec_with_defaults(spec: Mapping[str, Any], defaults: Mapping[str, Any], backend: str) -> dict[str, Any]:
+    """`defaults` updated by `spec`; a field the backend does not know is an error (a typo is never ignored)."""
+    extra = set(spec) - set(defaults)
+    if extra:
+        raise EncoderSpecError(f"unknown {backend} fields {sorted(extra)}; known: {sorted(defaults)}")
+    return {**defaults, **spec}
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """sha256 of a weights file, computed once per (path, mtime, size): encoders are built often, files rarely change."""
+    st = os.stat(path)
+    return _sha256(str(path), st.st_mtime_ns, st.st_size)
+
+
+def load_file_strict(net: torch.nn.Module, path, read, what: str) -> None:
+    """`read(path)` -> a state dict, loaded strictly into `net`; an unreadable file is an EncoderLoadError too."""
+    try:
+        state = read(path)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip, header and IO errors all mean "unusable file"
+        raise EncoderLoadError(f"could not read the {what} weights {path}: {exc}") from exc
+    load_state_strict(net, state, path, what)
 
 
 def load_state_strict(net: torch.nn.Module, state: Mapping[str, torch.Tensor], path, what: str) -> None:

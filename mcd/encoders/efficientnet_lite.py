@@ -17,11 +17,9 @@ spec records the package, file and SHA-256 of the weights instead, and rebuildin
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import math
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,7 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcd.encoders.base import (
-    load_state_strict,
+    file_sha256,
+    load_file_strict,
+    spec_with_defaults,
     check_weights_sha256,
     frozen,
     GRID,
@@ -169,35 +169,13 @@ def package_version() -> str:
         return "unknown"
 
 
-@lru_cache(maxsize=4)
-def _sha256(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    st = path.stat()
-    return _sha256(str(path), st.st_mtime_ns, st.st_size)
-
-
 def load_weights(net: nn.Module, path: Path) -> None:
     """Strict load: a missing, unexpected or mis-shaped tensor is an error, never random weights."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and IO errors all mean "unusable file"
-        raise EncoderLoadError(f"could not read the EfficientNet-Lite0 weights {path}: {exc}") from exc
-    load_state_strict(net, state, path, "EfficientNet-Lite0")
+    load_file_strict(net, path, lambda p: torch.load(p, map_location="cpu", weights_only=True), "EfficientNet-Lite0")
 
 
 def _arch(spec: Mapping[str, Any]) -> dict[str, Any]:
-    arch = dict(DEFAULTS)
-    extra = set(spec) - set(DEFAULTS)
-    if extra:
-        raise EncoderSpecError(f"unknown efficientnet-lite0 fields {sorted(extra)}; known: {sorted(DEFAULTS)}")
-    arch.update(spec)
+    arch = spec_with_defaults(spec, DEFAULTS, "efficientnet-lite0")
     if arch["layer"] not in LAYERS:
         raise EncoderSpecError(f"efficientnet-lite0 layer {arch['layer']!r}; known: {', '.join(LAYERS)}")
     size = arch["input_size"]

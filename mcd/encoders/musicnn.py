@@ -25,9 +25,7 @@ previous and next windows of the same call around it (only meaningful when the T
 """
 from __future__ import annotations
 
-import hashlib
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -37,7 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcd.encoders.base import (
-    load_state_strict,
+    file_sha256,
+    load_file_strict,
+    spec_with_defaults,
     check_weights_sha256,
     frozen,
     SAMPLE_RATE,
@@ -179,16 +179,6 @@ def weights_path() -> Path:
     return path
 
 
-@lru_cache(maxsize=2)
-def _sha256(path: str, mtime_ns: int, size: int) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    st = path.stat()
-    return _sha256(str(path), st.st_mtime_ns, st.st_size)
-
-
 def tag_names() -> list[str]:
     return list(json.loads((WEIGHTS_DIR / META_FILE).read_text())["tags"])
 
@@ -197,19 +187,11 @@ def load_weights(net: nn.Module, path: Path) -> None:
     """Strict: every tensor of the file is used and every parameter/buffer comes from it."""
     from safetensors.torch import load_file
 
-    try:
-        state = load_file(str(path))
-    except Exception as exc:  # noqa: BLE001 - header, IO and format errors all mean "unusable file"
-        raise EncoderLoadError(f"could not read the musicnn weights {path}: {exc}") from exc
-    load_state_strict(net, state, path, "the musicnn network")
+    load_file_strict(net, path, lambda p: load_file(str(p)), "musicnn")
 
 
 def _arch(spec: Mapping[str, Any]) -> dict[str, Any]:
-    arch = dict(DEFAULTS)
-    extra = set(spec) - set(DEFAULTS)
-    if extra:
-        raise EncoderSpecError(f"unknown musicnn fields {sorted(extra)}; known: {sorted(DEFAULTS)}")
-    arch.update(spec)
+    arch = spec_with_defaults(spec, DEFAULTS, "musicnn")
     if arch["layer"] not in LAYER_DIMS:
         raise EncoderSpecError(f"musicnn layer {arch['layer']!r}; known: {', '.join(LAYER_DIMS)}")
     if arch["context"] not in CONTEXTS:
