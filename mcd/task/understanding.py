@@ -120,12 +120,13 @@ OTHER_INSTRUMENTS: dict[str, str] = {
 OTHER_INSTRUMENTS.pop("erhu fiddle")   # 'erhu fiddle' is the erhu (below)
 INSTRUMENT_SYNONYMS["erhu fiddle"] = "erhu"
 
-#: Other slot words -> (kind, value) options; a word may fill more than one kind ('first' is <FL> or <TH>).
+#: Other slot words -> (kind, value) options; a word may fill more than one kind ('first' is <FL> or <TH>; a bare
+#: side is <LR>, or <LRer> where no instrument is named: "the instrument on the left" is the leftmost one).
+_LEFT, _RIGHT = (("LR", "left"), ("LRer", "leftest")), (("LR", "right"), ("LRer", "rightest"))
 SLOT_WORDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "left": (("LR", "left"),), "right": (("LR", "right"),), "middle": (("LR", "middle"),),
+    "left": _LEFT, "right": _RIGHT, "middle": (("LR", "middle"),),
     "center": (("LR", "middle"),), "centre": (("LR", "middle"),), "central": (("LR", "middle"),),
-    "left hand": (("LR", "left"),), "right hand": (("LR", "right"),), "lefthand": (("LR", "left"),),
-    "righthand": (("LR", "right"),),
+    "left hand": _LEFT, "right hand": _RIGHT, "lefthand": _LEFT, "righthand": _RIGHT,
     "leftest": (("LRer", "leftest"),), "rightest": (("LRer", "rightest"),),
     "leftmost": (("LRer", "leftest"),), "rightmost": (("LRer", "rightest"),),
     "left most": (("LRer", "leftest"),), "right most": (("LRer", "rightest"),),
@@ -517,9 +518,6 @@ def slot_order(template: Template, phrasing_order: dict[str, tuple[str, ...]], w
     return {kind: tuple(sorted(names, reverse=reverse)) for kind, names in phrasing_order.items()}
 
 
-_SIDE_TO_LRER = {"left": "leftest", "right": "rightest"}
-
-
 def fill_slots(template: Template, order: dict[str, tuple[str, ...]], words: Sequence[str],
                mentions: Sequence[Mention]) -> tuple[tuple[str, ...] | None, int]:
     """The template's slot values from the question's slot words, and how many slot words were left unused.
@@ -533,11 +531,6 @@ def fill_slots(template: Template, order: dict[str, tuple[str, ...]], words: Seq
     used: set[int] = set()
     for kind, slot_names in order.items():
         found = [(i, m) for i, m in enumerate(mentions) if i not in used and kind in m.kinds]
-        if kind == "LRer" and len(found) < len(slot_names):
-            # "the instrument on the left" with no instrument named is the leftmost one
-            found += [(i, Mention(m.start, m.end, (("LRer", _SIDE_TO_LRER[m.value("LR")]),), m.surface))
-                      for i, m in enumerate(mentions)
-                      if i not in used and m.value("LR") in _SIDE_TO_LRER and "Object" not in order]
         if len(found) < len(slot_names) and kind in ("FL", "TH") and len(slot_names) == 1:
             implied = ("first" if _IMPLIED_FIRST.intersection(words) else
                        "last" if kind == "FL" and _IMPLIED_LAST.intersection(words) else None)
