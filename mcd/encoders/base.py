@@ -202,7 +202,8 @@ def _sha256(path: str, mtime_ns: int, size: int) -> str:
 
 
 def file_sha256(path) -> str:
-    """sha256 of a weights file, computed once per (path, mtime, size): encoders are built often, files rarely change."""
+    """sha256 of a weights file, computed once per (path, mtime, size): encoders are built often, files rarely
+    change."""
     st = os.stat(path)
     return _sha256(str(path), st.st_mtime_ns, st.st_size)
 

@@ -6,8 +6,8 @@ referent query's map of the keyword the grounding head reads as on screen (the i
 looking the patches up again: a look-up that feeds the answer) in 100% / 88.1%, and the type words' map found
 the player of a solo clip in 100%. Attention is where the model looked, not what its answer needs (deleting its
 top cells beats deleting random ones about half the time), so the demo draws the answer's evidence
-(mcd.serving.evidence) beside it, with its own caption. In time, the referent query's audio weights of the keyword read as most surely
-sounding put more of their weight inside the seconds it sounds than the question tokens' audio attention, and
+(mcd.serving.evidence) beside it, with its own caption. In time, the referent query's audio weights of the keyword
+read as most surely sounding put more of their weight inside the seconds it sounds than the question tokens' audio attention, and
 kept to the seconds the grounding head reads that keyword as sounding (a read-out trained for it) more still.
 Every choice here reads only the model's own outputs: no scene graph is needed at inference.
 
