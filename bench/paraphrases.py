@@ -154,7 +154,7 @@ def random_values(template, rng: random.Random, instruments) -> list[str]:
 
 def understanding(args) -> int:
     from mcd.task.questions import TEMPLATES, fill_template
-    from mcd.task.understanding import ANSWERED, QuestionUnderstander
+    from mcd.task.understanding import QuestionUnderstander
     from mcd.task.vocab import FORMAT1_SYNTH_INSTRUMENTS
 
     header, rows = read_jsonl(DATA / "paraphrases.jsonl")
@@ -369,8 +369,8 @@ def main() -> int:
                    help="mcd synth --sound-bank (default: the generator's, the world the shipped checkpoint knows)")
     a.add_argument("--out", default=str(ROOT / "data" / "paraphrase-bench"))
     a.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "mcd-synth"))
-    a.add_argument("--sets", default="C", type=lambda s: s.split(","),
-                   help="paraphrase test sets to reword with (default C, the held-out one; e.g. A,B,C)")
+    a.add_argument("--sets", default="H", type=lambda s: s.split(","),
+                   help="paraphrase test sets to reword with (default H, the held-out one; e.g. A,B,C)")
     lat = sub.add_parser("latency")
     lat.add_argument("--runs", type=int, default=9)
     lat.add_argument("--seed", type=int, default=0)

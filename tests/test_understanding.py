@@ -12,7 +12,7 @@ import pytest
 from mcd.task.questions import TEMPLATES
 from mcd.task.understanding import (
     ANSWERED, BANK_FILE, INVALID, MAX_QUESTION_CHARS, OUT_OF_SCOPE, UNKNOWN_INSTRUMENT, PhrasingBank,
-    QuestionUnderstander, find_mentions, question_form, tokens,
+    QuestionUnderstander, counts_fit, find_mentions, question_form, sense_fits, tokens,
 )
 from mcd.task.vocab import FORMAT1_SYNTH_INSTRUMENTS, INSTRUMENTS
 
@@ -97,6 +97,62 @@ def test_question_form():
     assert question_form(tokens("Is this played inside or outside?")) is None
 
 
+def test_a_possessive_after_a_plural_keeps_the_slot_word():
+    assert tokens("the conga drums's rhythm") == ["the", "conga", "drums", "rhythm"]
+    assert mention_values("Is the right conga drums's playing busier than the middle keyboard's?") == [
+        ("LR", "right"), ("Object", "congas"), ("LR", "middle"), ("Object", "piano")]
+
+
+def test_counts_follow_their_kind_words_and_negations():
+    def fits(text: str) -> set[int]:
+        return {t.id for t in TEMPLATES if t.id in (2, 8, 9, 17, 18, 19, 20) and counts_fit(tokens(text), t)}
+    assert fits("how many kinds of instruments are playing") == {9, 18}
+    assert fits("how many instruments are playing") == {2, 8, 17, 19, 20}
+    assert fits("how many different instruments are playing") == {2, 8, 9, 17, 18, 19, 20}   # either count
+    assert fits("how many instruments don't play from start to finish") == {20}
+    assert fits("how many instruments stay silent") == {20}
+    assert counts_fit(tokens("how many kinds of instruments"), TEMPLATES[13])     # not a count: no constraint
+
+
+def test_a_question_naming_one_sense_does_not_mean_a_template_of_the_other():
+    def fits(text: str) -> set[int]:
+        return {t.id for t in TEMPLATES if sense_fits(tokens(text), t)}
+    heard = fits("how many banjos can be heard")
+    assert 17 in heard and 8 not in heard and 9 not in heard and 6 not in heard and 0 in heard
+    seen = fits("is a drum among the instruments you can see")
+    assert 6 in seen and 0 not in seen and 19 not in seen and 21 in seen        # Audio-Visual stays possible
+    assert fits("are the violin and the piano both in the video") == set(range(len(TEMPLATES)))
+    assert fits("can you see and hear a violin") == set(range(len(TEMPLATES)))
+
+
+def test_semantic_choice_is_the_best_score_over_every_template(und):
+    """The matcher stops trying templates once no similarity left can beat the best score; the choice must be the
+    one trying every template gives."""
+    from mcd.task import understanding as U
+
+    for text in ("how many kinds of instruments can you hear", "Compared with the piano, is the violin louder?",
+                 "is a drum among the instruments you can see", "which one comes in after the flute"):
+        words = U.matching_words(text)
+        mentions = U.find_mentions(words)
+        vec = U._normalise_rows(und.embed([U.delexicalise(words, mentions)]))[0]
+        sims = und.matrix[:len(und.bank.phrasings)] @ vec
+        ids = np.array([p.template.id for p in und.bank.phrasings])
+        best = None
+        for t in TEMPLATES:
+            rows = np.flatnonzero(ids == t.id)
+            phrasing = und.bank.phrasings[int(rows[np.argmax(sims[rows])])]
+            sim = float(np.sort(sims[rows])[-und.top_k:].mean())
+            values, leftover = U.fill_slots(t, U.slot_order(t, phrasing.order, words, mentions), words, mentions)
+            if values is None:
+                continue
+            c = U._Candidate(t, phrasing, sim, values, leftover, not U.form_fits(U.question_form(words), t),
+                             not (U.counts_fit(words, t) and U.sense_fits(words, t)))
+            if best is None or (c.score, c.similarity) > (best.score, best.similarity):
+                best = c
+        u = und.understand(text)
+        assert u.template is best.template and u.keywords == best.values, text
+
+
 # --- the semantic matcher ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, understood_as", [
@@ -119,6 +175,11 @@ def test_question_form():
     ("Which instrument is on the left?", "What kind of instrument is the leftest instrument"),
     ("What is the right instrument?", "What kind of instrument is the rightest instrument"),
     ("What is the instrument on the left of the piano?", "What is the instrument on the left of piano"),
+    # the instrument after "compared with" is the one measured against, wherever the comparison word stands
+    ("Compared with the piano, is the violin louder?", "Is the violin louder than the piano"),
+    ("Is the violin louder compared to the piano?", "Is the violin louder than the piano"),
+    ("Compared to the flute, is the sax quieter?", "Is the flute louder than the saxophone"),
+    ("how many kinds of instruments can you hear", "How many types of musical instruments sound in the video"),
 ])
 def test_paraphrases_map_to_template_and_slots(und, text, understood_as):
     u = und.understand(text)

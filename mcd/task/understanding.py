@@ -12,9 +12,10 @@
    cosine with a bank of phrasings per template (`phrasings.json`, embedded once and cached); a template scores the
    mean of its `top_k` nearest phrasings. A template whose slots cannot be filled from the question's words is no
    match; among those that can, the best wins, less `LEFTOVER_PENALTY` per slot word it leaves unused and
-   `FORM_PENALTY` when the question's form (yes/no, how many, where, what/which) asks for another kind of answer.
-   Slot order follows the phrasing that matched, and for comparatives the comparison word ("Is B quieter than A?"
-   is "Is A louder than B?").
+   `FORM_PENALTY` when the question's form (yes/no, how many, where, what/which) asks for another kind of answer,
+   `WORDING_PENALTY` when it counts something else ("how many kinds", "... did not sound") or names only the other
+   sense ("can you see" for an Audio template). Slot order follows the phrasing that matched, and for comparatives
+   the comparison word ("Is B quieter than A?" is "Is A louder than B?") and a leading "compared with".
    A question nearer to one of the bank's `reject` phrasings (questions about a clip the model does not answer:
    people, looks, prices, the song, ...) than to the best template, or below the bank's calibrated threshold
    (`python bench/paraphrases.py calibrate`, written into `phrasings.json`), is `out_of_scope`, and the note names
@@ -199,6 +200,8 @@ def _build_lexicon() -> dict[tuple[str, ...], tuple[tuple[str, str], ...]]:
 LEXICON: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = _build_lexicon()
 _MAX_PHRASE = max(len(k) for k in LEXICON)
 _APOSTROPHES = re.compile(r"['’`´]")
+#: "the drums's rhythm": a possessive after a plural would otherwise become 'drumss' and hide the slot word.
+_POSSESSIVE_AFTER_S = re.compile(r"(?<=s)['’`´]s\b")
 _NON_WORD = re.compile(r"[^\w]+|_")
 _PLACEHOLDER = re.compile(r"\{(Object|LRer|LR|LL|FL|TH|BA)([12]?)\}")
 
@@ -209,8 +212,10 @@ _CONTEXT = re.compile(r"\b(?:in|of|from|during|throughout) (?:the|this) (?:video
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-case words without punctuation ('Left-most fiddle's?' -> ['left', 'most', 'fiddles'])."""
+    """Lower-case words without punctuation ('Left-most fiddle's?' -> ['left', 'most', 'fiddles'], 'drums's' ->
+    'drums')."""
     text = unicodedata.normalize("NFKC", text).casefold()
+    text = _POSSESSIVE_AFTER_S.sub("", text)
     return _NON_WORD.sub(" ", _APOSTROPHES.sub("", text)).split()
 
 
@@ -434,6 +439,23 @@ def _non_latin_share(text: str) -> float:
 #: What each template's answer is: yes/no, a count, or something else (an instrument, a place, a side).
 YES_NO_TEMPLATES = frozenset({0, 1, 3, 4, 5, 6, 7, 14, 15, 16, 23, 25, 26, 27, 28})
 COUNT_TEMPLATES = frozenset({2, 8, 9, 17, 18, 19, 20})
+#: Count templates that count kinds of instrument ("How many types ...?"), not instruments: the two answers differ
+#: when two players hold the same instrument, and only these words say which count is meant.
+TYPE_COUNT_TEMPLATES = frozenset({9, 18})
+_KIND_WORDS = frozenset({"type", "types", "kind", "kinds", "sort", "sorts", "variety", "varieties"})
+#: "how many different instruments" means either count, so these words leave the choice to the similarity.
+_EITHER_COUNT_WORDS = frozenset({"different", "distinct"})
+#: "How many instruments did not sound from beginning to end?": the one count of what does not (always) sound.
+NOT_SOUNDING_COUNT_TEMPLATE = 20
+_NOT_SOUNDING_WORDS = frozenset({"not", "dont", "doesnt", "didnt", "arent", "isnt", "wasnt", "werent", "never",
+                                 "silent", "quiet"})
+#: Counts of what is seen; the other counts are of what sounds (`sense_fits`).
+VISUAL_COUNT_TEMPLATES = frozenset({8, 9})
+_HEARING_WORDS = frozenset({"hear", "hears", "heard", "hearing", "audible", "audibly", "listen", "listening",
+                            "sound", "sounds", "sounding", "noise", "noises", "audio", "soundtrack", "ear", "ears"})
+_SEEING_WORDS = frozenset({"see", "sees", "seen", "seeing", "visible", "visibly", "shown", "shows", "showing",
+                           "appear", "appears", "appeared", "appearing", "screen", "onscreen", "spot", "watch",
+                           "camera", "picture", "look", "looks", "view", "eye", "eyes"})
 #: Templates answered with a place or a side ("Where is the performance?", "Which violin plays first?": left).
 PLACE_TEMPLATES = frozenset({11, 22, 30, 32})
 #: Comparatives: "Is A louder than B?" One of `_REVERSED_COMPARISON` in the question ("Is B quieter than A?",
@@ -444,6 +466,9 @@ _REVERSED_COMPARISON = frozenset({"quieter", "softer", "weaker", "fainter", "sho
 #: Score subtracted when the question's form asks for another kind of answer than the template gives (a yes/no
 #: question matched to a "How many" template, ...).
 FORM_PENALTY = 0.1
+#: Score subtracted when the question counts something else than the template (`counts_fit`) or names only the
+#: other sense (`sense_fits`).
+WORDING_PENALTY = 0.2
 _AUXILIARIES = frozenset({"is", "are", "does", "do", "did", "was", "were", "can", "could", "has", "have", "will",
                           "would", "should", "isnt", "arent", "doesnt", "dont", "didnt", "wasnt", "cant"})
 _WH = frozenset({"what", "which", "where", "who", "whats", "wheres", "whos", "name", "identify"})
@@ -476,6 +501,30 @@ def question_form(words: Sequence[str]) -> str | None:
     return None
 
 
+def counts_fit(words: Sequence[str], template: Template) -> bool:
+    """Whether a count template counts what the question counts: kinds of instrument or instruments."""
+    if template.id not in COUNT_TEMPLATES:
+        return True
+    if _NOT_SOUNDING_WORDS.intersection(words) and template.id != NOT_SOUNDING_COUNT_TEMPLATE:
+        return False
+    if _KIND_WORDS.intersection(words):
+        return template.id in TYPE_COUNT_TEMPLATES
+    return template.id not in TYPE_COUNT_TEMPLATES or bool(_EITHER_COUNT_WORDS.intersection(words))
+
+
+def sense_fits(words: Sequence[str], template: Template) -> bool:
+    """Whether the sense a question names (hearing or seeing, not both) can be the template's: MUSIC-AVQA's Audio
+    templates ask about the sound alone and its Visual ones about the picture alone; among the counts, what is
+    seen (8, 9) and what sounds (2, 17-20) split the same way although 17-20 are typed Audio-Visual."""
+    hearing, seeing = bool(_HEARING_WORDS.intersection(words)), bool(_SEEING_WORDS.intersection(words))
+    if hearing == seeing:
+        return True
+    counts = template.id in COUNT_TEMPLATES
+    seen_only = template.modality == "Visual" or template.id in VISUAL_COUNT_TEMPLATES
+    heard_only = template.modality == "Audio" or (counts and template.id not in VISUAL_COUNT_TEMPLATES)
+    return not (seen_only if hearing else heard_only)
+
+
 def form_fits(form: str | None, template: Template) -> bool:
     """Whether a question of this form can mean the template (an unclear form fits every template)."""
     if form is None:
@@ -497,24 +546,38 @@ class _Candidate:
     values: tuple[str, ...] | None      # None: the question's words cannot fill the template's slots
     leftover: int = 0
     form_mismatch: bool = False
+    wording_mismatch: bool = False      # counts or names a sense the template does not (counts_fit, sense_fits)
 
     @property
     def score(self) -> float:
-        return self.similarity - LEFTOVER_PENALTY * self.leftover - FORM_PENALTY * self.form_mismatch
+        return (self.similarity - LEFTOVER_PENALTY * self.leftover - FORM_PENALTY * self.form_mismatch
+                - WORDING_PENALTY * self.wording_mismatch)
 
 
 _SLOT_NAMES: dict[int, list[str]] = {t.id: _template_slot_names(t) for t in TEMPLATES}
+#: Words that introduce what a comparison is measured against ("compared with the piano").
+_REFERENCE_PHRASES = (("compared", "with"), ("compared", "to"), ("comparison", "with"), ("comparison", "to"),
+                      ("relative", "to"))
 
 
-def slot_order(template: Template, phrasing_order: dict[str, tuple[str, ...]], words: Sequence[str]
-               ) -> dict[str, tuple[str, ...]]:
+def _reference_first(words: Sequence[str], mentions: Sequence[Mention]) -> bool:
+    """Whether the question opens with the comparison's reference: a reference phrase before every slot word."""
+    if not mentions:
+        return False
+    first = min(m.start for m in mentions)
+    return any(tuple(words[i:i + len(p)]) == p for p in _REFERENCE_PHRASES for i in range(first - len(p) + 1))
+
+
+def slot_order(template: Template, phrasing_order: dict[str, tuple[str, ...]], words: Sequence[str],
+               mentions: Sequence[Mention] = ()) -> dict[str, tuple[str, ...]]:
     """Which slot each kind's words fill, in the order they appear in the question.
 
-    Comparatives follow the comparison word ('quieter' reverses the template's order); other templates follow the
+    Comparatives follow the comparison word ('quieter' reverses the template's order) and a leading reference
+    ("Compared with A, is B louder?" names the template's second instrument first); other templates follow the
     phrasing that matched."""
     if template.id not in COMPARATIVE_TEMPLATES:
         return phrasing_order
-    reverse = bool(_REVERSED_COMPARISON.intersection(words))
+    reverse = bool(_REVERSED_COMPARISON.intersection(words)) != _reference_first(words, mentions)
     return {kind: tuple(sorted(names, reverse=reverse)) for kind, names in phrasing_order.items()}
 
 
@@ -568,7 +631,18 @@ class QuestionUnderstander:
         self.threshold = float(threshold if threshold is not None else
                                self.bank.threshold if self.bank.threshold is not None else DEFAULT_THRESHOLD)
         ids = np.array([p.template.id for p in self.bank.phrasings])
-        self._template_rows = [(t, np.flatnonzero(ids == t.id)) for t in TEMPLATES]
+        rows = [np.flatnonzero(ids == t.id) for t in TEMPLATES]
+        if min(len(r) for r in rows) < self.top_k:
+            thin = [t.id for t, r in zip(TEMPLATES, rows) if len(r) < self.top_k]
+            raise ValueError(f"the phrasing bank needs at least {self.top_k} phrasings per template; "
+                             f"templates {thin} have fewer")
+        # every template's phrasing rows, padded to one matrix, so a question's similarity to all 33 templates is
+        # a few array operations rather than a Python loop
+        self._rows = np.zeros((len(TEMPLATES), max(len(r) for r in rows)), dtype=np.int64)
+        self._rows_real = np.zeros(self._rows.shape, dtype=bool)
+        for i, r in enumerate(rows):
+            self._rows[i, :len(r)] = r
+            self._rows_real[i, :len(r)] = True
         self.matrix: np.ndarray | None = None
         if embed is not None:
             key = (cache_key, self.bank.digest) if cache_key else None
@@ -644,25 +718,41 @@ class QuestionUnderstander:
         sims = all_sims[:len(self.bank.phrasings)]
         reject_sim = float(all_sims[len(self.bank.phrasings):].max(initial=-1.0))
         form = question_form(words)
+        per_row = np.where(self._rows_real, sims[self._rows], -np.inf)             # [templates, phrasings]
+        nearest = self._rows[np.arange(len(TEMPLATES)), per_row.argmax(axis=1)]
+        template_sims = np.sort(per_row, axis=1)[:, -self.top_k:].mean(axis=1)
+
+        def candidate(i: int) -> _Candidate:
+            template, phrasing = TEMPLATES[i], self.bank.phrasings[int(nearest[i])]
+            values, leftover = fill_slots(template, slot_order(template, phrasing.order, words, mentions), words,
+                                           mentions)
+            return _Candidate(template, phrasing, float(template_sims[i]), values, leftover,
+                              not form_fits(form, template),
+                              not (counts_fit(words, template) and sense_fits(words, template)))
+
+        # Penalties only lower a score below its similarity, so templates are tried from the most similar down and
+        # the search stops once no similarity left can reach the best score found (same result as trying all).
+        by_similarity = np.argsort(-template_sims, kind="stable")
         candidates: list[_Candidate] = []
-        k = self.top_k
-        for template, rows in self._template_rows:
-            best = int(rows[np.argmax(sims[rows])])
-            phrasing = self.bank.phrasings[best]
-            sim = float(sims[best]) if k == 1 else float(np.sort(sims[rows])[-k:].mean())
-            values, leftover = fill_slots(template, slot_order(template, phrasing.order, words), words, mentions)
-            candidates.append(_Candidate(template, phrasing, sim, values, leftover,
-                                         not form_fits(form, template)))
+        best_score = -np.inf
+        for i in by_similarity:
+            if template_sims[i] < best_score:
+                break
+            c = candidate(int(i))
+            candidates.append(c)
+            if c.values is not None:
+                best_score = max(best_score, c.score)
+        candidates.sort(key=lambda c: c.template.id)       # ties keep the template order, as before
         fillable = [c for c in candidates if c.values is not None]
         best_c = max(fillable, key=lambda c: (c.score, c.similarity)) if fillable else None
         if best_c is not None and reject_sim > best_c.similarity:
-            suggestions = self._suggestions(candidates, mentions)
+            suggestions = self._suggestions([candidate(int(i)) for i in by_similarity[:3]], mentions)
             return Understanding(text, OUT_OF_SCOPE, similarity=round(best_c.similarity, 4),
                                  note="not answered: it is nearer to questions the model does not answer (about "
                                       "people, looks, names, prices, the song, ...) than to a supported one; "
                                       + self._suggestion_text(suggestions), suggestions=tuple(suggestions))
         if best_c is None or best_c.similarity < self.threshold:
-            suggestions = self._suggestions(candidates, mentions)
+            suggestions = self._suggestions([candidate(int(i)) for i in by_similarity[:3]], mentions)
             why = ("it does not look like one of the supported questions about the clip (only questions in "
                    "English are understood)" if best_c is not None
                    else "no supported question fits the words it uses")
