@@ -23,7 +23,7 @@ import dataclasses
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -105,37 +105,36 @@ def autocast(device: torch.device, amp: str = "off", announce: bool = False):
     return contextlib.nullcontext()
 
 
-def move(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """`obj` with every tensor inside it on `device`: tensors, dicts, lists, tuples and dataclasses (a Batch, a
-    GroundingTargets, an MCDOutput), recursively. A tensor already there is returned as it is (no copy), so on the
-    CPU this changes nothing."""
+def map_tensors(obj: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """`obj` with `fn` applied to every tensor inside it: tensors, dicts, lists, tuples, named tuples and
+    dataclasses (a Batch, a GroundingTargets, an MCDOutput), recursively; anything else is returned as it is."""
     if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=non_blocking)
+        return fn(obj)
     if isinstance(obj, dict):
-        return {k: move(v, device, non_blocking) for k, v in obj.items()}
+        return {k: map_tensors(v, fn) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)) and not isinstance(obj, str):
-        items = [move(v, device, non_blocking) for v in obj]
+        items = [map_tensors(v, fn) for v in obj]
         return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        changes = {f.name: move(getattr(obj, f.name), device, non_blocking)
-                   for f in dataclasses.fields(obj) if f.init}
-        return dataclasses.replace(obj, **changes)
+        return dataclasses.replace(obj, **{f.name: map_tensors(getattr(obj, f.name), fn)
+                                           for f in dataclasses.fields(obj) if f.init})
     return obj
+
+
+def move(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """`obj` with every tensor inside it on `device` (`map_tensors`). A tensor already there is returned as it is
+    (no copy), so on the CPU this changes nothing."""
+    return map_tensors(obj, lambda t: t.to(device, non_blocking=non_blocking))
 
 
 def pin(obj: Any) -> Any:
     """`obj` with every CPU tensor inside it in pinned (page-locked) memory, for non-blocking copies to CUDA."""
-    if isinstance(obj, torch.Tensor):
-        return obj.pin_memory() if obj.device.type == "cpu" else obj
-    if isinstance(obj, dict):
-        return {k: pin(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)) and not isinstance(obj, str):
-        items = [pin(v) for v in obj]
-        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(obj, **{f.name: pin(getattr(obj, f.name))
-                                           for f in dataclasses.fields(obj) if f.init})
-    return obj
+    return map_tensors(obj, lambda t: t.pin_memory() if t.device.type == "cpu" else t)
+
+
+def detach(obj: Any) -> Any:
+    """`obj` with every tensor inside it cut from the autograd graph (a grad-enabled forward's outputs, kept)."""
+    return map_tensors(obj, torch.Tensor.detach)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -41,18 +41,36 @@ def answer_evidence(model: torch.nn.Module, visual: torch.Tensor, audio: torch.T
     model's question/objects/type inputs, batched); `answers` [n] the answer index of each question. The clip mean
     is the one the deletion test puts in: over all frames and patches for a patch, over all seconds for a second.
     """
-    n = answers.shape[0]
+    return _answer_and_evidence(model, visual, audio, answers, text_inputs)[1]
+
+
+def answers_with_evidence(model: torch.nn.Module, visual: torch.Tensor, audio: torch.Tensor,
+                          **text_inputs) -> tuple[object, Evidence]:
+    """One grad-enabled forward for the n questions: the model's output (detached) and the evidence of each
+    question's own answer (the argmax of its logits). Saves the second forward `answer_evidence` needs after an
+    answering forward."""
+    return _answer_and_evidence(model, visual, audio, None, text_inputs)
+
+
+def _answer_and_evidence(model, visual, audio, answers, text_inputs) -> tuple[object, Evidence]:
+    from mcd.device import detach
+
+    # every text input is batched over the n questions
+    n = answers.shape[0] if answers is not None else next(
+        t for t in text_inputs.values() if isinstance(t, torch.Tensor)).shape[0]
     v = visual.detach().float().unsqueeze(0).repeat(n, 1, 1, 1).requires_grad_(True)
     a = audio.detach().float().unsqueeze(0).repeat(n, 1, 1).requires_grad_(True)
     with torch.enable_grad():
         out = model(visual=v, audio=a, **text_inputs)
+        if answers is None:
+            answers = out.logits.detach().argmax(-1)
         # rows are independent in eval mode, so the sum's gradient holds each question's own gradient in its row;
         # autograd.grad leaves the parameters' .grad untouched
         g_v, g_a = torch.autograd.grad(answer_log_odds(out.logits.float(), answers).sum(), (v, a))
     v_mean = visual.float().mean(dim=(0, 1), keepdim=True)
     a_mean = audio.float().mean(dim=0, keepdim=True)
-    return Evidence(visual=(g_v * (visual.float() - v_mean)).sum(-1).detach(),
-                    audio=(g_a * (audio.float() - a_mean)).sum(-1).detach())
+    return detach(out), Evidence(visual=(g_v * (visual.float() - v_mean)).sum(-1).detach(),
+                                 audio=(g_a * (audio.float() - a_mean)).sum(-1).detach())
 
 
 def positive_part(relevance: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 
 from mcd import media
 from mcd.serving import ood, signal_checks
-from mcd.serving.evidence import answer_evidence
+from mcd.serving.evidence import answers_with_evidence
 from mcd.serving.shown_clues import ShownClue, shown_spatial, shown_temporal
 from mcd.model.checkpoint import load_checkpoint
 from mcd.data.text_bank import TextBank, object_phrases
@@ -403,17 +403,11 @@ class Pipeline:
         tokens, mask = bank.questions(texts)
         return QuestionText(tokens, mask, *bank.objects(objs), [phrases for phrases, _ in objs])
 
-    def _model_forward(self, **inputs):
-        """The model's forward on its device, the output back on the CPU (no-op moves on the CPU)."""
-        if self.device.type == "cpu":
-            return self.model(**inputs)
-        return move(self.model(**move(inputs, self.device)), torch.device("cpu"))
-
-    def _evidence(self, visual: torch.Tensor, audio: torch.Tensor, answers: torch.Tensor, asked: dict):
-        """What each answer rests on (mcd.serving.evidence), computed where the model lives, back on the CPU.
-        `asked`: the batched question inputs of the answering forward."""
-        ev = answer_evidence(self.model, *move((visual, audio, answers), self.device), **move(asked, self.device))
-        return move(ev, torch.device("cpu"))
+    def _answer_with_evidence(self, visual: torch.Tensor, audio: torch.Tensor, asked: dict):
+        """One grad-enabled forward where the model lives (mcd.serving.evidence): the output and what each answer
+        rests on, back on the CPU. `asked`: the batched question inputs."""
+        out, ev = answers_with_evidence(self.model, *move((visual, audio), self.device), **move(asked, self.device))
+        return move(out, torch.device("cpu")), move(ev, torch.device("cpu"))
 
     @staticmethod
     def refused_result(u: Understanding) -> QuestionResult:
@@ -436,12 +430,10 @@ class Pipeline:
 
     def _answer_asked(self, visual: torch.Tensor, audio: torch.Tensor, parsed: list[Understanding],
                       text: QuestionText) -> list[QuestionResult]:
-        n = len(parsed)
         asked = dict(question=text.tokens.float(), question_mask=text.mask, objects=text.objects,
                      objects_mask=text.objects_mask, objects_kind=text.objects_kind,
                      question_type=torch.tensor([type_index(p.type) for p in parsed], dtype=torch.long))
-        out = self._model_forward(visual=visual.unsqueeze(0).expand(n, *visual.shape),
-                                  audio=audio.unsqueeze(0).expand(n, *audio.shape), **asked)
+        out, evidence = self._answer_with_evidence(visual, audio, asked)
         student = out.logits.float().softmax(-1).numpy()
         teacher = out.teacher_logits.float().softmax(-1).numpy()
         cos_v = torch.nn.functional.cosine_similarity(out.z_q, out.z_v, dim=-1).numpy()
@@ -449,7 +441,6 @@ class Pipeline:
         clues = {name: t.float().numpy() for name, t in out.clues.items()}
         referents = {name: t.float().numpy() for name, t in out.referents.items()}
         object_clues = {name: t.float().numpy() for name, t in out.object_clues.items()}
-        evidence = self._evidence(visual, audio, torch.from_numpy(student.argmax(-1)), asked)
         results = []
         for i, p in enumerate(parsed):
             order = np.argsort(-student[i])[:5]
