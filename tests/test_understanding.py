@@ -12,7 +12,7 @@ import pytest
 from mcd.task.questions import TEMPLATES
 from mcd.task.understanding import (
     ANSWERED, BANK_FILE, INVALID, MAX_QUESTION_CHARS, OUT_OF_SCOPE, UNKNOWN_INSTRUMENT, PhrasingBank,
-    QuestionUnderstander, counts_fit, find_mentions, question_form, sense_fits, tokens,
+    QuestionUnderstander, counts_fit, find_mentions, fronted_topic_form, question_form, sense_fits, tokens,
 )
 from mcd.task.vocab import FORMAT1_SYNTH_INSTRUMENTS, INSTRUMENTS
 
@@ -95,6 +95,11 @@ def test_question_form():
     assert question_form(tokens("Where's the loudest one?")) == "where"
     assert question_form(tokens("Which instrument starts first?")) == "wh"
     assert question_form(tokens("Is this played inside or outside?")) is None
+    # a topic named first and asked about in a later clause; a trailing "do you think?" is no yes/no question
+    assert fronted_topic_form("the last one to sound: where is it?") == "where"
+    assert fronted_topic_form("the leftmost one - which instrument is that?") is None      # no clause break
+    assert fronted_topic_form("the leftmost one, which instrument is that?") == "wh"
+    assert fronted_topic_form("Is it inside or outside, do you think?") is None
 
 
 def test_a_possessive_after_a_plural_keeps_the_slot_word():
@@ -180,6 +185,7 @@ def test_semantic_choice_is_the_best_score_over_every_template(und):
     ("Is the violin louder compared to the piano?", "Is the violin louder than the piano"),
     ("Compared to the flute, is the sax quieter?", "Is the flute louder than the saxophone"),
     ("how many kinds of instruments can you hear", "How many types of musical instruments sound in the video"),
+    ("the last instrument to sound: where is it?", "Where is the last sounding instrument"),
 ])
 def test_paraphrases_map_to_template_and_slots(und, text, understood_as):
     u = und.understand(text)

@@ -501,6 +501,19 @@ def question_form(words: Sequence[str]) -> str | None:
     return None
 
 
+_CLAUSE_BREAK = re.compile(r"[:;,?!]")
+
+
+def fronted_topic_form(text: str) -> str | None:
+    """'where' or 'wh' when a question names its topic first and asks about it in a later clause ("the instrument
+    heard first: where is it?"); None otherwise (a trailing "..., do you think?" says nothing about the form)."""
+    for clause in _CLAUSE_BREAK.split(text)[1:]:
+        form = question_form(matching_words(clause))
+        if form is not None:
+            return form if form in ("where", "wh") else None
+    return None
+
+
 def counts_fit(words: Sequence[str], template: Template) -> bool:
     """Whether a count template counts what the question counts: kinds of instrument or instruments."""
     if template.id not in COUNT_TEMPLATES:
@@ -717,7 +730,7 @@ class QuestionUnderstander:
         all_sims = self.matrix @ vec  # type: ignore[operator]
         sims = all_sims[:len(self.bank.phrasings)]
         reject_sim = float(all_sims[len(self.bank.phrasings):].max(initial=-1.0))
-        form = question_form(words)
+        form = question_form(words) or fronted_topic_form(text)
         per_row = np.where(self._rows_real, sims[self._rows], -np.inf)             # [templates, phrasings]
         nearest = self._rows[np.arange(len(TEMPLATES)), per_row.argmax(axis=1)]
         template_sims = np.sort(per_row, axis=1)[:, -self.top_k:].mean(axis=1)
