@@ -755,7 +755,7 @@ class QuestionUnderstander:
             candidates.append(c)
             if c.values is not None:
                 best_score = max(best_score, c.score)
-        candidates.sort(key=lambda c: c.template.id)       # ties keep the template order, as before
+        candidates.sort(key=lambda c: c.template.id)       # an exact tie goes to the lower template id
         fillable = [c for c in candidates if c.values is not None]
         best_c = max(fillable, key=lambda c: (c.score, c.similarity)) if fillable else None
         if best_c is not None and reject_sim > best_c.similarity:
