@@ -49,7 +49,7 @@ def minilm_embed():
     from mcd.encoders.text import MiniLMTextEncoder
 
     enc = MiniLMTextEncoder()
-    return enc, (lambda texts: enc.encode_phrases(list(texts)).numpy())
+    return enc, (lambda texts: enc.sentence_embeddings(list(texts)).numpy())
 
 
 # --------------------------------------------------------------------------------------------------- calibrate
@@ -328,6 +328,7 @@ def latency(args) -> int:
                         qs.append(q)
                 text.question_cache.data.clear()
                 text.phrase_cache.data.clear()
+                text.sentence_cache.data.clear()
                 # the load-time vocabulary stays encoded, as in serving
                 pipe._text_worker.submit(text.encode_phrases, phrase_vocabulary()).result()
                 if cold_clip:

@@ -72,6 +72,29 @@ def test_phrases_are_mean_pooled_and_cached(minilm):
     assert torch.equal(again, vecs[[2, 0, 0]])
 
 
+def test_sentence_embeddings_match_the_pooled_phrases_at_either_precision(minilm, monkeypatch):
+    """The matcher's embeddings: float32 pooling exactly where bfloat16 is not native, within 1e-3 cosine of it
+    where it is (a bfloat16 pass whose states were not float32-close would fail here), cached apart from phrases."""
+    import mcd.encoders.text as text
+
+    sentences = ["how many object can you hear", "is the lr1 object louder than the lr2 one", "hello"]
+    exact = minilm.encode_phrases(sentences)
+    for native in (False, True):
+        monkeypatch.setattr(text, "low_precision_available", lambda device: native)
+        minilm.sentence_cache.data.clear()
+        vecs = minilm.sentence_embeddings(sentences)
+        assert vecs.dtype == torch.float32 and vecs.shape == (3, 384)
+        if not native:
+            assert torch.equal(vecs, exact)
+        else:
+            cos = torch.nn.functional.cosine_similarity(vecs, exact, dim=-1)
+            assert (cos > 0.999).all() and not torch.equal(vecs, exact)
+        hits = minilm.sentence_cache.hits
+        assert torch.equal(minilm.sentence_embeddings(sentences[:1]), vecs[:1])
+        assert minilm.sentence_cache.hits == hits + 1
+    assert torch.equal(minilm.encode_phrases(sentences), exact)  # the model's phrase inputs stay float32
+
+
 def test_real_pretrained_weights(minilm):
     """Random weights would not put 'violin' next to 'cello' and away from 'outdoor'."""
     v = torch.nn.functional.normalize(minilm.encode_phrases(["violin", "cello", "outdoor"]), dim=-1)

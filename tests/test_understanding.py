@@ -27,7 +27,7 @@ def embed():
     from mcd.encoders.text import MiniLMTextEncoder
 
     enc = MiniLMTextEncoder()
-    return lambda texts: enc.encode_phrases(list(texts)).numpy()
+    return lambda texts: enc.sentence_embeddings(list(texts)).numpy()
 
 
 @pytest.fixture(scope="module")

@@ -131,6 +131,11 @@ class TextEncoder(Encoder):
         """-> one vector per phrase [N, dim] (mean over its real tokens), cached by string."""
         raise NotImplementedError
 
+    def sentence_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        """-> one vector per sentence [N, dim] for comparing sentences (the question matcher), never a model input;
+        an encoder may compute it at lower precision than `encode_phrases`."""
+        return self.encode_phrases(texts)
+
 
 # ----------------------------------------------------------------------------- registry
 

@@ -299,7 +299,7 @@ class Pipeline:
                 text = MiniLMTextEncoder()
             except Exception:  # noqa: BLE001 - no MiniLM: exact wording only, said in each refusal's note
                 text = None
-        embed = None if text is None else (lambda texts, enc=text: enc.encode_phrases(list(texts)).numpy())
+        embed = None if text is None else (lambda texts, enc=text: enc.sentence_embeddings(list(texts)).numpy())
         self._understander = QuestionUnderstander(embed, self.instruments, bank=bank,
                                                   cache_key=None if text is None else text.id)
         return self._understander
