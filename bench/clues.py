@@ -340,6 +340,9 @@ SPATIAL_LABELS = {
                 "(the deletion test's change, linearised; signed)",
     "evidence+": "the same, its positive part per frame and patch (what the demo's evidence figure draws)",
     "shown now x evidence+": "the shown map weighted by evidence+ (the shown map where evidence+ is zero everywhere)",
+    "evidence+ where it looked (>= 1/4 peak)": "evidence+ inside the cells where the shown map has at least 1/4 of its "
+                                               "peak (ties broken by the shown map)",
+    "evidence+ where it looked (>= 1/2 peak)": "the same, at least 1/2 of its peak",
     "keyword": "used; the referent keyword's own low-level attention (its clue feeds the grounding head)",
     "keyword head {h}": "used; the keyword's attention, head {h} only",
     "keyword rolled": "used; the keyword's low map weighted by its high-level attention",
@@ -357,7 +360,8 @@ SPATIAL_LABELS = {
 }
 
 
-EVIDENCE_SPATIAL = ("evidence", "evidence+", "shown now x evidence+")
+EVIDENCE_SPATIAL = ("evidence", "evidence+", "shown now x evidence+", "evidence+ where it looked (>= 1/4 peak)",
+                    "evidence+ where it looked (>= 1/2 peak)")
 
 
 def _normalised_positive(x: np.ndarray) -> np.ndarray:
@@ -371,8 +375,11 @@ def evidence_spatial(shown_now: np.ndarray, relevance: np.ndarray) -> dict[str, 
     signed = relevance.sum(0)
     pos = _normalised_positive(relevance).sum(0)
     both = np.asarray(shown_now) * pos
+    looked = np.asarray(shown_now, dtype=np.float64)
+    inside = {f"evidence+ where it looked (>= {name} peak)": cq.restrict(pos + 1e-12 * looked, looked >= f * looked.max())
+              for name, f in (("1/4", 0.25), ("1/2", 0.5))}
     return {"evidence": signed, "evidence+": pos,
-            "shown now x evidence+": both if both.sum() > 0 else np.asarray(shown_now)}
+            "shown now x evidence+": both if both.sum() > 0 else np.asarray(shown_now), **inside}
 
 
 def evidence_temporal(shown_now: np.ndarray, relevance: np.ndarray) -> dict[str, np.ndarray]:
