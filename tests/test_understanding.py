@@ -12,7 +12,8 @@ import pytest
 from mcd.task.questions import TEMPLATES
 from mcd.task.understanding import (
     ANSWERED, BANK_FILE, INVALID, MAX_QUESTION_CHARS, OUT_OF_SCOPE, UNKNOWN_INSTRUMENT, PhrasingBank,
-    QuestionUnderstander, counts_fit, find_mentions, fronted_topic_form, question_form, sense_fits, tokens,
+    QuestionUnderstander, counts_fit, find_mentions, fronted_topic_form, matching_words, question_form, sense_fits,
+    tokens,
 )
 from mcd.task.vocab import FORMAT1_SYNTH_INSTRUMENTS, INSTRUMENTS
 
@@ -89,12 +90,22 @@ def test_synonyms(text, expected):
     assert mention_values(text) == expected
 
 
+def test_where_in_the_media_phrases_are_not_matched_on():
+    assert matching_words("Any commentary voiced over the footage?") == ["any", "commentary", "voiced"]
+    assert matching_words("Is there a flute in this film?") == ["is", "there", "a", "flute"]
+    assert matching_words("Is the left one in the video clip louder?") == ["is", "the", "left", "one", "louder"]
+
+
 def test_question_form():
     assert question_form(tokens("Is the violin louder?")) == "yes_no"
     assert question_form(tokens("Tell me how many drums there are")) == "count"
     assert question_form(tokens("Where's the loudest one?")) == "where"
     assert question_form(tokens("Which instrument starts first?")) == "wh"
     assert question_form(tokens("Is this played inside or outside?")) is None
+    # a place asked for without "where"
+    assert question_form(tokens("In which spot is the loudest instrument?")) == "where"
+    assert question_form(tokens("Which side is the first one on?")) == "where"
+    assert question_form(tokens("Which instrument is on the left side?")) == "wh"
     # a topic named first and asked about in a later clause; a trailing "do you think?" is no yes/no question
     assert fronted_topic_form("the last one to sound: where is it?") == "where"
     assert fronted_topic_form("the leftmost one - which instrument is that?") is None      # no clause break

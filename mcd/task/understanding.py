@@ -208,7 +208,8 @@ _PLACEHOLDER = re.compile(r"\{(Object|LRer|LR|LL|FL|TH|BA)([12]?)\}")
 
 #: Where-in-the-media phrases every kind of template uses ("in the video", "in this clip"): they say nothing about
 #: which template a question means, and left in they make short questions match on them alone.
-_CONTEXT = re.compile(r"\b(?:in|of|from|during|throughout) (?:the|this) (?:video|clip|recording)\b")
+_CONTEXT = re.compile(r"\b(?:in|of|from|during|throughout|over) (?:the|this|that) "
+                      r"(?:video clip|video|clip|recording|footage|film|movie)\b")
 
 
 def tokens(text: str) -> list[str]:
@@ -474,6 +475,10 @@ _AUXILIARIES = frozenset({"is", "are", "does", "do", "did", "was", "were", "can"
 _WH = frozenset({"what", "which", "where", "who", "whats", "wheres", "whos", "name", "identify"})
 
 
+#: "In which spot ...?", "On what side ...?", "Which side ...?": a place asked for without "where".
+_PLACE_ASKED = re.compile(r"^(?:(?:in|on|at|from) )?(?:which|what) (?:spot|place|position|location|side|part)\b")
+
+
 def question_form(words: Sequence[str]) -> str | None:
     """'count', 'yes_no', 'where' or 'wh' (what/which/...) when the wording says which kind of answer it asks for;
     None when unclear."""
@@ -491,7 +496,7 @@ def question_form(words: Sequence[str]) -> str | None:
     first = words[0]
     if first in ("if", "whether"):
         return "yes_no"
-    if first in ("where", "wheres"):
+    if first in ("where", "wheres") or _PLACE_ASKED.match(" ".join(words)):
         return "where"
     if first in _WH:
         return "wh"
