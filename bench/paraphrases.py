@@ -370,8 +370,8 @@ def main() -> int:
                    help="mcd synth --sound-bank (default: the generator's, the world the shipped checkpoint knows)")
     a.add_argument("--out", default=str(ROOT / "data" / "paraphrase-bench"))
     a.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "mcd-synth"))
-    a.add_argument("--sets", default="I", type=lambda s: s.split(","),
-                   help="paraphrase test sets to reword with (default I, the held-out one; e.g. A,B,C)")
+    a.add_argument("--sets", default="J", type=lambda s: s.split(","),
+                   help="paraphrase test sets to reword with (default J, the held-out one; e.g. A,B,C)")
     lat = sub.add_parser("latency")
     lat.add_argument("--runs", type=int, default=9)
     lat.add_argument("--seed", type=int, default=0)
