@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import wave
 from pathlib import Path
 
 import av
@@ -42,6 +41,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mcd.synth.foreign import fit_length as fit, read_wav  # noqa: E402
 
 SR = 16000
 FPS = 8
@@ -162,31 +162,12 @@ def speech(rng: np.random.Generator, work: Path) -> np.ndarray:
     return read_wav(wav)
 
 
-def music(rng: np.random.Generator, work: Path) -> np.ndarray:
-    """Random melody over chords on two General MIDI programs that play none of the world's instruments (their
-    sound, not only the soundfont, is foreign), rendered from SOUNDFONT."""
-    from mcd.synth.midi import Note, write_midi
-    from mcd.synth.soundfont import BANK_OVERRIDES, VOICES
-    world = {v.program for v in VOICES.values()} | {v.program for o in BANK_OVERRIDES.values() for v in o.values()}
-    foreign = [p for p in range(112) if p not in world]
-    programs = [int(rng.choice(foreign)) for _ in range(2)]
-    key = int(rng.integers(48, 60))
-    scale = np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16])
-    beat = int(rng.integers(250, 600))
-    melody = [Note(t, int(beat * rng.uniform(0.6, 1.0)), key + 12 + int(rng.choice(scale)), int(rng.integers(70, 110)))
-              for t in range(0, 10_000, beat)]
-    chords = [Note(t, 4 * beat, key + d + int(rng.choice([0, 5, 7])), 60)
-              for t in range(0, 10_000, 4 * beat) for d in (0, 4, 7)]
-    mixes = []
-    for program, notes in zip(programs, (melody, chords)):
-        mid, wav = work / f"m{program}.mid", work / f"m{program}.wav"
-        write_midi(mid, notes, program)
-        subprocess.run(["fluidsynth", "-ni", "-g", "0.8", "-R", "1", "-r", str(SR), "-F", str(wav), str(SOUNDFONT), str(mid)],
-                       check=True, capture_output=True)
-        mixes.append(read_wav(wav))
-    n = max(len(m) for m in mixes)
-    out = sum(np.pad(m, (0, n - len(m))) for m in mixes)
-    return out / max(1e-6, np.abs(out).max()) * rng.uniform(0.3, 0.8)
+def music(rng: np.random.Generator, work: Path, soundfont: Path = SOUNDFONT) -> np.ndarray:
+    """Melody and chords on General MIDI programs that play none of the world's instruments (their sound, not only
+    the soundfont, is foreign), rendered from `soundfont` (mcd.synth.foreign, which also renders the detector's
+    contrast set from the training soundfont)."""
+    from mcd.synth.foreign import foreign_music
+    return foreign_music(rng, soundfont, work)
 
 
 def noise(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -201,26 +182,6 @@ def noise(rng: np.random.Generator, n: int) -> np.ndarray:
         spec /= f
     x = np.fft.irfft(spec, n)
     return x / np.abs(x).max() * rng.uniform(0.1, 0.7)
-
-
-def read_wav(path: Path) -> np.ndarray:
-    """Mono float32 at 16 kHz from a 16-bit PCM wav (resampled linearly if needed)."""
-    with wave.open(str(path)) as w:
-        rate, ch = w.getframerate(), w.getnchannels()
-        x = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32) / 32768
-    x = x.reshape(-1, ch).mean(1)
-    if rate != SR:
-        t = np.arange(int(len(x) * SR / rate)) / SR
-        x = np.interp(t, np.arange(len(x)) / rate, x).astype(np.float32)
-    return x
-
-
-def fit(x: np.ndarray, n: int) -> np.ndarray:
-    """Loop or cut to n samples."""
-    x = np.asarray(x, np.float32)
-    if len(x) == 0:
-        return np.zeros(n, np.float32)
-    return np.tile(x, int(np.ceil(n / len(x))))[:n]
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -254,7 +215,7 @@ def in_domain(index: int) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def build_clip(category: str, i: int, rng: np.random.Generator, work: Path, photos: list[Path],
-               walls: list[Path]) -> tuple[list[np.ndarray], np.ndarray | None]:
+               walls: list[Path], soundfont: Path = SOUNDFONT) -> tuple[list[np.ndarray], np.ndarray | None]:
     n_frames, n_samples = int(DURATION * FPS), int(DURATION * SR)
     picture = sound = None
     if category in SOUND_CATEGORIES:
@@ -276,7 +237,7 @@ def build_clip(category: str, i: int, rng: np.random.Generator, work: Path, phot
     if category in ("speech", "screencast"):
         sound = fit(speech(rng, work), n_samples)
     elif category in ("music", "slideshow"):
-        sound = fit(music(rng, work), n_samples)
+        sound = fit(music(rng, work, soundfont), n_samples)
     elif category == "noise":
         sound = noise(rng, n_samples)
     elif category == "silence":
@@ -292,16 +253,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-category", type=int, default=20)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--categories", nargs="*", default=list(CATEGORIES), choices=CATEGORIES)
+    p.add_argument("--soundfont", type=Path, default=SOUNDFONT,
+                   help="the music categories' soundfont (default: %(default)s, which training never plays; "
+                        "FluidR3_GM.sf2 makes the sound contrast set of `mcd calibrate-ood --contrast-sound`)")
     args = p.parse_args(argv)
     photos, walls = package_photos(), wallpapers()
     if not photos:
         p.error("no package photographs found (gradio, scikit-learn or matplotlib must be installed)")
-    for tool in ("espeak-ng", "fluidsynth"):
-        if shutil.which(tool) is None:
+    needs = {"espeak-ng": {"speech", "screencast"}, "fluidsynth": {"music", "slideshow"}}
+    for tool, users in needs.items():
+        if users & set(args.categories) and shutil.which(tool) is None:
             p.error(f"{tool} is not installed")
-    if not SOUNDFONT.is_file():
-        p.error(f"{SOUNDFONT} is missing (Debian package musescore-general-soundfont)")
+    if {"music", "slideshow"} & set(args.categories) and not args.soundfont.is_file():
+        p.error(f"{args.soundfont} is missing (Debian package musescore-general-soundfont or fluid-soundfont-gm)")
     manifest = {"seed": args.seed, "per_category": args.per_category, "in_domain_seed": IN_DOMAIN_SEED,
+                "soundfont": str(args.soundfont),
                 "photos": [str(x) for x in photos], "wallpapers": [str(x) for x in walls], "clips": []}
     for c_index, category in enumerate(args.categories):
         if category == "wallpaper" and not walls:
@@ -316,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rng = np.random.default_rng([args.seed, c_index, i])
             with tempfile.TemporaryDirectory() as tmp:
-                picture, sound = build_clip(category, i, rng, Path(tmp), photos, walls)
+                picture, sound = build_clip(category, i, rng, Path(tmp), photos, walls, args.soundfont)
             write_video(path, picture, sound)
         print(f"{category}: {args.per_category} clips", file=sys.stderr)
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

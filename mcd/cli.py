@@ -13,6 +13,7 @@ import sys
 #: command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("mcd.synth.cli", "generate the synthetic MUSIC-AVQA-format benchmark"),
+    "synth-contrast": ("mcd.synth.foreign", "render the out-of-domain detector's sound contrast set (foreign music)"),
     "pretrain-encoders": ("mcd.encoders.pretrain", "pretrain the synth visual/audio encoders on a benchmark"),
     "extract": ("mcd.data.extract", "extract encoder features for a dataset into a cache"),
     "train": ("mcd.training.train", "train MCD from a config recipe"),

@@ -157,6 +157,50 @@ def test_part_views_see_a_part_the_whole_vector_dilutes():
         ood.view_inputs(torch.zeros(10, 3, 16), torch.zeros(10, 12), {"sound": [5, 5]})
 
 
+def test_a_contrast_view_catches_foreign_sound_inside_the_in_domain_density():
+    """Sound that differs from the training clips only along one direction, by less than their own spread, passes
+    the Gaussian (its RMS z stays about 1); a contrast view fitted on such clips flags it, keeps in-domain clips
+    unflagged and round-trips through the checkpoint."""
+    rng = np.random.default_rng(0)
+    inside = fake_clips(80, rng)
+    direction = np.linalg.qr(np.random.default_rng(97).standard_normal((12, 12)))[0][:, 0]
+
+    def foreign(n, seed):
+        clips = fake_clips(n, np.random.default_rng(seed))
+        for c in clips:
+            c["audio"] = c["audio"] + torch.tensor(0.8 * direction, dtype=torch.float32)
+        return clips
+
+    section, tensors = ood.calibrate(inside, FINAL_ONLY, contrast={"sound": foreign(40, 1)})
+    views = section["sound"]["views"]
+    assert [v.get("kind", "gaussian") for v in views] == ["gaussian", "contrast"] and views[1]["inputs"] == ["final"]
+    assert len(section["picture"]["views"]) == 1                     # no picture contrast set, no picture view
+    assert {k for k in tensors if k.startswith("ood.sound.1.")} == {f"ood.sound.1.{a}" for a in
+                                                                   ("mean", "scale", "weight", "bias")}
+    det = reload(section, tensors)
+    fresh_foreign = [det.ratios(c["visual"], c["audio"])["sound"][0] for c in foreign(20, 2)]
+    assert np.mean([r[0] > 1 for r in fresh_foreign]) <= 0.1        # the distance misses it
+    assert np.mean([r[1] > 1 for r in fresh_foreign]) >= 0.9        # the contrast does not
+    fresh_inside = [det.judge(c["visual"], c["audio"]) for c in fake_clips(40, np.random.default_rng(3))]
+    assert sum(r.sound.flagged for r in fresh_inside) <= 2
+    with pytest.raises(ood.OODConfigError, match="unknown view kind"):
+        ood.load({**section, "sound": {**section["sound"], "views": [{**views[1], "kind": "forest"}]}}, tensors)
+    with pytest.raises(ood.OODConfigError, match="bias"):
+        ood.load(section, {**tensors, "ood.sound.1.bias": torch.zeros(2)})
+
+
+def test_calibrate_ood_refuses_a_missing_contrast_folder(tmp_path):
+    from mcd.serving.calibrate_ood import calibrate_checkpoint
+    data = tmp_path / "clips"
+    data.mkdir()
+    for i in range(3):
+        write(data / f"{i:02d}.mp4", [np.full((32, 32, 3), 90 + 10 * i, np.uint8)] * 8, tone(1.0))
+    with pytest.raises(FileNotFoundError, match="contrast-sound"):
+        calibrate_checkpoint(CHECKPOINT, data, min_clips=2, write=False, contrast_sound=tmp_path / "none")
+    with pytest.raises(ValueError, match="contrast set needs at least"):
+        calibrate_checkpoint(CHECKPOINT, data, min_clips=2, write=False, contrast_sound=data)
+
+
 def test_gaussian_score_is_about_one_in_domain_and_sees_the_residual():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2000, 10)) * np.array([5, 3, 2, 1, 1, 1, 1, 1, 1, 1])
@@ -213,7 +257,7 @@ def test_pipeline_reads_the_calibration_from_config_and_weights(pipe, calibrated
     dims = {"picture": pipe.encoders.visual.dim, "sound": pipe.encoders.audio.dim}
     for m in ood.MODALITIES:
         assert pipe.detector.views[m][0].inputs == ["final"]
-        assert len(pipe.detector.views[m][0].gaussian.mean) == dims[m]
+        assert len(pipe.detector.views[m][0].model.mean) == dims[m]
         parts = pipe.detector.parts[m]
         assert len(pipe.detector.views[m]) == (1 + len(parts) if parts else 1)
     feats = pipe.clip_features(ROOT / EXAMPLES[0]["video"])
@@ -318,3 +362,26 @@ def test_calibrate_ood_cli_errors_are_clear(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
     assert main(["calibrate-ood", "--checkpoint", str(CHECKPOINT), "--data", str(tmp_path)]) == 2
     assert "needs at least 50" in capsys.readouterr().err
+
+
+def test_synth_contrast_renders_foreign_music_resumably(tmp_path, capsys):
+    """`mcd synth-contrast` writes clips whose sound is music on programs none of the world's voices uses, plus
+    its settings; a second run keeps the clips already there; bad counts are clear errors."""
+    from mcd import media
+    from mcd.cli import main
+    from mcd.synth.foreign import foreign_programs
+    from mcd.synth.soundfont import VOICES
+    assert not {v.program for v in VOICES.values()} & set(foreign_programs())
+    out = tmp_path / "contrast"
+    assert main(["synth-contrast", "--out", str(out), "--clips", "2", "--seed", "5"]) == 0
+    clips = sorted(out.glob("*.mp4"))
+    assert [p.name for p in clips] == ["000.mp4", "001.mp4"]
+    settings = json.loads((out / "contrast.json").read_text())
+    assert settings["clips"] == 2 and settings["seed"] == 5 and settings["programs"] == foreign_programs()
+    clip = media.decode(clips[0], 10)
+    assert clip.has_audio and float(np.abs(clip.audio_segments).max()) > 0.05       # it sounds
+    before = clips[0].stat().st_mtime_ns
+    assert main(["synth-contrast", "--out", str(out), "--clips", "3", "--seed", "5"]) == 0
+    assert clips[0].stat().st_mtime_ns == before and (out / "002.mp4").is_file()
+    assert main(["synth-contrast", "--out", str(out), "--clips", "0"]) != 0
+    assert "--clips must be at least 1" in capsys.readouterr().err

@@ -30,8 +30,8 @@ def test_checkpoint_card_reports_its_fresh_test_metrics():
 
 def test_checkpoint_reevaluates_to_its_metrics():
     """Load the committed checkpoint and answer the example clips' questions, decoded from their files: the answers
-    and their probabilities (to 1e-5: the pretrained CNNs sum in another order under another thread count) are those
-    recorded in metrics.json when it was published."""
+    and their probabilities (to 1e-4: the pretrained CNNs sum in another order under another thread count or on
+    another CPU, whose oneDNN kernels differ; 3e-5 seen) are those recorded in metrics.json when it was published."""
     from mcd.serving.examples import answer_examples
     from mcd.serving.pipeline import Pipeline
     recorded = json.loads((CHECKPOINT / "metrics.json").read_text())["examples"]
@@ -39,7 +39,7 @@ def test_checkpoint_reevaluates_to_its_metrics():
     assert (fresh["right"], fresh["total"]) == (recorded["right"], recorded["total"])
     for video, rows in recorded["clips"].items():
         assert [a for a, _ in fresh["clips"][video]] == [a for a, _ in rows], video
-        assert max(abs(p - q) for (_, p), (_, q) in zip(fresh["clips"][video], rows)) <= 1e-5, video
+        assert max(abs(p - q) for (_, p), (_, q) in zip(fresh["clips"][video], rows)) <= 1e-4, video
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[Path(e["video"]).stem for e in EXAMPLES])

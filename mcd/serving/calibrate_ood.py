@@ -2,7 +2,8 @@
 
 FOLDER holds in-domain clips the checkpoint was *not* trained on (any *.mp4 below it, e.g. a fresh `mcd synth`
 test split of the training world). Each clip is decoded and encoded exactly as the demo does (`Pipeline`), then
-`mcd.serving.ood.calibrate` fits the per-modality Gaussians and thresholds: its scalars replace the `ood` section of
+`mcd.serving.ood.calibrate` fits the per-modality Gaussians (and, with --contrast-sound, a sound contrast view)
+and thresholds: its scalars replace the `ood` section of
 the checkpoint's config.json, its arrays every `ood.*` tensor of model.safetensors (`update_config_section`: written
 to a temporary copy of the folder, checked by loading it, then renamed into place). The model's weights, the
 encoders' and every other config key keep their values; `model_sha256` follows the weights file.
@@ -19,6 +20,7 @@ import numpy as np
 from mcd.serving import ood
 
 MIN_CLIPS = 50
+MIN_CONTRAST_CLIPS = 10
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="quantile of the held-back clips' scores the threshold is set at (default %(default)s)")
     p.add_argument("--margin", type=float, default=ood.DEFAULT_MARGIN,
                    help="the threshold is the quantile times this (default %(default)s)")
+    p.add_argument("--contrast-sound", type=Path,
+                   help="folder of clips whose sound is foreign in a way the feature distance misses (e.g. music of "
+                        "instruments the world lacks, from the training soundfont): adds a sound contrast view")
     p.add_argument("--cache", type=Path, help="keep the clips' features here (shared with bench/ood.py's --cache)")
     p.add_argument("--dry-run", action="store_true", help="print the thresholds, write nothing")
 
@@ -66,7 +71,8 @@ def clip_inputs(pipe, path: Path, cache: Path | None = None) -> dict:
 
 def calibrate_checkpoint(checkpoint: Path, data: Path, quantile: float = ood.DEFAULT_QUANTILE,
                          margin: float = ood.DEFAULT_MARGIN, write: bool = True, min_clips: int = MIN_CLIPS,
-                         views: dict | None = None, cache: Path | None = None) -> dict:
+                         views: dict | None = None, cache: Path | None = None,
+                         contrast_sound: Path | None = None) -> dict:
     """The new `ood` section (written into the checkpoint with its tensors unless `write` is false)."""
     from mcd.model.checkpoint import update_config_section
     from mcd.serving.pipeline import Pipeline
@@ -75,10 +81,22 @@ def calibrate_checkpoint(checkpoint: Path, data: Path, quantile: float = ood.DEF
     clips = sorted(data.rglob("*.mp4"))
     if len(clips) < min_clips:
         raise ValueError(f"{data} holds {len(clips)} clips (*.mp4); calibration needs at least {min_clips}")
+    foreign = []
+    if contrast_sound is not None:
+        if not contrast_sound.is_dir():
+            raise FileNotFoundError(f"--contrast-sound {contrast_sound} is not a folder")
+        foreign = sorted(contrast_sound.rglob("*.mp4"))
+        if len(foreign) < MIN_CONTRAST_CLIPS:
+            raise ValueError(f"{contrast_sound} holds {len(foreign)} clips (*.mp4); a contrast set needs at least "
+                             f"{MIN_CONTRAST_CLIPS}")
     pipe = Pipeline(checkpoint, device="cpu")
     parts = {"picture": ood.part_dims(pipe.encoders.visual), "sound": ood.part_dims(pipe.encoders.audio)}
-    section, tensors = ood.calibrate((clip_inputs(pipe, p, cache) for p in clips), views, quantile, margin, parts)
+    contrast = {"sound": [clip_inputs(pipe, p, cache) for p in foreign]} if foreign else None
+    section, tensors = ood.calibrate((clip_inputs(pipe, p, cache) for p in clips), views, quantile, margin, parts,
+                                     contrast)
     section["data"] = data.name
+    if foreign:
+        section["contrast_sound"] = contrast_sound.name
     if write:
         update_config_section(checkpoint, "ood", section, tensors)
     return section
@@ -95,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from mcd.model.checkpoint import CheckpointError
     try:
         section = calibrate_checkpoint(args.checkpoint, args.data, args.quantile, args.margin,
-                                       write=not args.dry_run, cache=args.cache)
+                                       write=not args.dry_run, cache=args.cache, contrast_sound=args.contrast_sound)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     print(json.dumps(summary(section), indent=1))

@@ -15,6 +15,10 @@ the seconds that look foreign, from two kinds of evidence:
   the root-mean-square z over the D dimensions (about 1 in domain); a view's clip score is the mean over
   segments, flagged above its calibrated threshold; a modality's score is its views' largest score/threshold
   ratio, flagged when any view is.
+* contrast views, where the calibration is given a contrast set (foreign clips of a kind that lies inside the
+  in-domain density, e.g. soundfont music of instruments the world does not have): a logistic read-out
+  (`Contrast`) fitted to tell the contrast segments from the in-domain ones; its clip score (the mean probability
+  of being foreign) is thresholded like a Gaussian view's.
 * signal checks (`mcd.serving.signal_checks`): blank frames, digital silence, no audio track, noise-like spectra.
   Surer than a distance where they apply, and they name the problem.
 
@@ -81,6 +85,12 @@ VIEWS: dict[str, list[tuple[list[str], int]]] = {
     "picture": [(["final"], 24), (["part0"], 24), (["part1"], 24)],
     "sound": [(["final"], 24), (["part0"], 24), (["part1"], 24)],
 }
+#: per modality, the inputs a contrast view reads when the calibration is given a contrast set for it: the first
+#: an encoder provides (a joined encoder's pretrained part, where sound the world lacks is told apart; else the
+#: whole output).
+CONTRAST_INPUTS: dict[str, list[list[str]]] = {"picture": [["part0"], ["final"]], "sound": [["part0"], ["final"]]}
+#: the contrast views' L2 penalty (chosen on contrast clips held back from the fit, never on the bench's negatives)
+CONTRAST_L2 = 1e-2
 
 
 def part_dims(encoder) -> list[int] | None:
@@ -177,6 +187,72 @@ class Gaussian:
                         self.residual_variance)
 
 
+@dataclass
+class Contrast:
+    """A logistic read-out that tells in-domain segments from a *contrast set* of foreign ones (segment -> the
+    probability it is foreign). Where a foreign kind of input lies inside the in-domain density (soundfont music of
+    instruments the world does not have: the same kind of sound to the encoders, so no distance separates it), a
+    direction that tells them apart still can; the Gaussian views keep catching what no contrast set shows."""
+
+    mean: np.ndarray          # [D] the in-domain fit segments' mean
+    scale: np.ndarray         # [D] and standard deviation (the inputs are standardised)
+    weight: np.ndarray        # [D]
+    bias: np.ndarray          # [1]
+
+    @classmethod
+    def fit(cls, inside: np.ndarray, foreign: np.ndarray, l2: float = 1e-2, steps: int = 500) -> "Contrast":
+        """L2-regularised logistic regression, the two classes weighted equally (full-batch L-BFGS)."""
+        inside, foreign = np.asarray(inside, np.float64), np.asarray(foreign, np.float64)
+        if inside.ndim != 2 or foreign.ndim != 2 or inside.shape[1] != foreign.shape[1] or not (
+                len(inside) and len(foreign)):
+            raise ValueError(f"need [N,D] in-domain and [M,D] foreign features, got {inside.shape} and "
+                             f"{foreign.shape}")
+        mean, scale = inside.mean(0), inside.std(0) + 1e-6
+        x = torch.from_numpy(np.concatenate([inside, foreign]) - mean) / torch.from_numpy(scale)
+        y = torch.cat([torch.zeros(len(inside)), torch.ones(len(foreign))]).double()
+        w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+        balance = torch.tensor(len(inside) / len(foreign), dtype=torch.float64)
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y, pos_weight=balance)
+            loss = loss + l2 * (w ** 2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return cls(mean, scale, w.detach().numpy().copy(), b.detach().numpy().copy())
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """[N,D] -> [N]: the probability that each segment is foreign."""
+        z = ((np.atleast_2d(x) - self.mean) / self.scale) @ self.weight + float(self.bias[0])
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+    ARRAYS = ("mean", "scale", "weight", "bias")
+
+    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {f"{prefix}.{k}": torch.from_numpy(np.ascontiguousarray(getattr(self, k), np.float32))
+                for k in self.ARRAYS}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str) -> "Contrast":
+        missing = [f"{prefix}.{k}" for k in cls.ARRAYS if f"{prefix}.{k}" not in tensors]
+        if missing:
+            raise OODConfigError(f"ood: the checkpoint's weights lack {', '.join(missing)} (calibrate it again "
+                                 "with `mcd calibrate-ood`)")
+        c = cls(*(tensors[f"{prefix}.{k}"].detach().cpu().double().numpy() for k in cls.ARRAYS))
+        if c.mean.ndim != 1 or not (c.scale.shape == c.weight.shape == c.mean.shape) or c.bias.shape != (1,):
+            raise OODConfigError(f"ood: {prefix}: mean, scale and weight must be [D] and bias [1]")
+        if not (c.scale > 0).all():
+            raise OODConfigError(f"ood: {prefix}: scales must be positive")
+        return c
+
+    def rounded(self) -> "Contrast":
+        return Contrast(*(getattr(self, k).astype(np.float32).astype(np.float64) for k in self.ARRAYS))
+
+
 # ------------------------------------------------------------------------------------------------ verdicts
 
 @dataclass
@@ -261,7 +337,7 @@ class Detector:
         for m in MODALITIES:
             ratios, foreign = [], np.zeros(len(inputs[m]["final"]), bool)
             for v in self.views[m]:
-                seg = v.gaussian.score(v.stack(inputs[m]))
+                seg = v.segment_scores(inputs[m])
                 ratios.append(seg.mean() / v.threshold)
                 foreign |= seg > v.segment_threshold
             out[m] = (np.asarray(ratios), foreign)
@@ -279,12 +355,20 @@ class Detector:
 
 @dataclass
 class View:
-    """One view of a modality: which inputs (concatenated), their Gaussian and thresholds."""
+    """One view of a modality: which inputs (concatenated), the model that scores its segments (a Gaussian: the
+    RMS z; a Contrast: the probability of being foreign) and its thresholds."""
 
     inputs: list[str]
-    gaussian: Gaussian
+    model: "Gaussian | Contrast"
     threshold: float
     segment_threshold: float
+
+    @property
+    def dim(self) -> int:
+        return len(self.model.mean)
+
+    def segment_scores(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.model.score(self.stack(inputs))
 
     def stack(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         missing = [k for k in self.inputs if k not in inputs]
@@ -292,15 +376,21 @@ class View:
             raise ValueError(f"view {'+'.join(self.inputs)} needs {', '.join(missing)}, which these encoders do "
                              "not give: calibrated for other encoders")
         x = np.concatenate([np.asarray(inputs[k], np.float64) for k in self.inputs], axis=1)
-        if x.shape[1] != len(self.gaussian.mean):
+        if x.shape[1] != self.dim:
             raise ValueError(f"view {'+'.join(self.inputs)} has dim {x.shape[1]}, the calibration "
-                             f"{len(self.gaussian.mean)}: calibrated for other encoders")
+                             f"{self.dim}: calibrated for other encoders")
         return x
 
     @classmethod
     def from_dict(cls, d: dict, tensors: dict[str, torch.Tensor], prefix: str) -> "View":
-        return cls(list(d["inputs"]), Gaussian.from_tensors(tensors, prefix, d["residual_variance"]),
-                   float(d["threshold"]), float(d["segment_threshold"]))
+        kind = d.get("kind", "gaussian")
+        if kind == "gaussian":
+            model = Gaussian.from_tensors(tensors, prefix, d["residual_variance"])
+        elif kind == "contrast":
+            model = Contrast.from_tensors(tensors, prefix)
+        else:
+            raise OODConfigError(f"ood: unknown view kind {kind!r} (expected 'gaussian' or 'contrast')")
+        return cls(list(d["inputs"]), model, float(d["threshold"]), float(d["segment_threshold"]))
 
 
 class LegacyDetector:
@@ -395,8 +485,8 @@ def pooled(visual, audio) -> tuple[np.ndarray, np.ndarray]:
 
 
 def calibrate(features: Iterable[dict], views: dict | None = None, quantile: float = DEFAULT_QUANTILE,
-              margin: float = DEFAULT_MARGIN, parts: dict[str, Sequence[int] | None] | None = None
-              ) -> tuple[dict, dict[str, torch.Tensor]]:
+              margin: float = DEFAULT_MARGIN, parts: dict[str, Sequence[int] | None] | None = None,
+              contrast: dict[str, Sequence[dict]] | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
     """The `ood` entry (format 2) and its tensors, from in-domain clips held out from training.
 
     Each item is `{"visual": [T,P,Dv], "audio": [T,Da]}`, optionally `"stats": SignalStats` (the signal measures of
@@ -404,8 +494,10 @@ def calibrate(features: Iterable[dict], views: dict | None = None, quantile: flo
     keeps its default). `parts` gives each modality's joined-encoder part widths (`part_dims`), which add the
     per-part views. `views` defaults to VIEWS; a view whose inputs the clips lack is left out. Alternate clips fit
     the Gaussians, the others set the thresholds, so thresholds are set on clips the Gaussians did not see: the
-    `quantile` of those clips' scores times `margin` (segments: SEGMENT_QUANTILE). The section is small JSON; the
-    arrays are the tensors, named `ood.<modality>.<view index>.<array>`.
+    `quantile` of those clips' scores times `margin` (segments: SEGMENT_QUANTILE). `contrast` gives, per modality,
+    foreign clips (same item format; only that modality is read): a `Contrast` view is fitted to tell them from
+    the fit clips' segments and thresholded on the other clips like the Gaussian views. The section is small
+    JSON; the arrays are the tensors, named `ood.<modality>.<view index>.<array>`.
     """
     items = list(features)
     if len(items) < 10:
@@ -430,6 +522,25 @@ def calibrate(features: Iterable[dict], views: dict | None = None, quantile: flo
             out[m]["views"].append({
                 "inputs": list(names), "dim": int(len(g.mean)), "components": int(len(g.variances)),
                 "residual_variance": float(g.residual_variance),
+                "threshold": round(float(np.quantile(clip_scores, quantile) * margin), 4),
+                "segment_threshold": round(float(np.quantile(np.concatenate(seg), SEGMENT_QUANTILE) * margin), 4),
+                "calibration_max": round(float(clip_scores.max()), 4)})
+        foreign_items = (contrast or {}).get(m) or []
+        if foreign_items:
+            foreign = [view_inputs(f["visual"], f["audio"], parts)[m] for f in foreign_items]
+            names = next((n for n in CONTRAST_INPUTS[m] if all(k in x[m] for x in inputs for k in n)
+                          and all(k in x for x in foreign for k in n)), None)
+            if names is None:
+                raise ValueError(f"contrast set for the {m}: the clips lack every input of {CONTRAST_INPUTS[m]}")
+            stack = lambda x: np.concatenate([x[k] for k in names], axis=1)   # noqa: E731
+            c = Contrast.fit(np.concatenate([stack(inputs[i][m]) for i in fit_idx]),
+                             np.concatenate([stack(x) for x in foreign]), CONTRAST_L2).rounded()
+            seg = [c.score(stack(inputs[i][m])) for i in held_idx]
+            clip_scores = np.array([x.mean() for x in seg])
+            tensors.update(c.tensors(f"{TENSOR_PREFIX}{m}.{len(out[m]['views'])}"))
+            out[m]["views"].append({
+                "kind": "contrast", "inputs": list(names), "dim": int(len(c.mean)), "n_contrast_clips": len(foreign),
+                "l2": CONTRAST_L2,
                 "threshold": round(float(np.quantile(clip_scores, quantile) * margin), 4),
                 "segment_threshold": round(float(np.quantile(np.concatenate(seg), SEGMENT_QUANTILE) * margin), 4),
                 "calibration_max": round(float(clip_scores.max()), 4)})

@@ -14,13 +14,22 @@ import time
 from pathlib import Path
 
 from mcd.model.config import grounding_section
-from mcd.serving.calibrate_ood import MIN_CLIPS
+from mcd.serving.calibrate_ood import MIN_CLIPS, MIN_CONTRAST_CLIPS
 
 
 EXTRACT_T = 10   # segments per clip: the `mcd extract` default, which the synth recipes train with
-#: the out-of-domain calibration clips: fresh in-domain clips of their own seed, as many as the fresh test set
-#: within these bounds (docs/ood.md; `mcd calibrate-ood` needs MIN_CLIPS)
-OOD_CALIBRATION_SEED, OOD_CALIBRATION_CLIPS = 424242, 300
+#: the out-of-domain calibration clips: fresh in-domain clips of their own seed, twice as many as the fresh test
+#: set within these bounds (docs/ood.md; `mcd calibrate-ood` needs MIN_CLIPS)
+OOD_CALIBRATION_SEED, OOD_CALIBRATION_CLIPS = 424242, 600
+#: its sound contrast set (`mcd synth-contrast`: music the world never plays, from the training soundfont), 2/5 as
+#: many clips as the calibration set
+OOD_CONTRAST_SEED = 99
+
+
+def ood_clip_counts(test_videos: int) -> tuple[int, int]:
+    """(in-domain calibration clips, sound contrast clips) for a recipe with this many fresh test clips."""
+    clips = max(MIN_CLIPS, min(OOD_CALIBRATION_CLIPS, 2 * test_videos))
+    return clips, max(MIN_CONTRAST_CLIPS, clips * 2 // 5)
 
 
 def _stage(name: str, argv: list[str], timing_path: Path, done: bool = False) -> None:
@@ -139,13 +148,15 @@ def run(args: argparse.Namespace) -> int:
            done=_training_finished(out, recipe.train.epochs, recipe.train.patience))
     if grounding_section(recipe.model).get("expert"):
         _stage("calibrate", ["calibrate", "--config", args.config], seconds, done=_calibrated(out / "best"))
-    ood_clips = Path(f"{recipe.data.root}-ood-calibration")
-    _stage("synth-ood-calibration", ["synth", "--out", str(ood_clips), "--videos",
-                                     str(max(MIN_CLIPS, min(OOD_CALIBRATION_CLIPS, s.test_videos))), "--seed",
+    ood_clips, contrast = Path(f"{recipe.data.root}-ood-calibration"), Path(f"{recipe.data.root}-ood-contrast")
+    n_ood, n_contrast = ood_clip_counts(s.test_videos)
+    _stage("synth-ood-calibration", ["synth", "--out", str(ood_clips), "--videos", str(n_ood), "--seed",
                                      str(OOD_CALIBRATION_SEED), "--splits", "test=1", "--questions-per-video", "1",
                                      "--workers", w, "--quiet"], seconds, done=(ood_clips / "scenes.jsonl").exists())
-    _stage("calibrate-ood", ["calibrate-ood", "--checkpoint", str(out / "best"), "--data", str(ood_clips / "videos")],
-           seconds, done=_ood_calibrated(out / "best"))
+    _stage("synth-ood-contrast", ["synth-contrast", "--out", str(contrast), "--clips", str(n_contrast), "--seed",
+                                  str(OOD_CONTRAST_SEED)], seconds, done=(contrast / "contrast.json").exists())
+    _stage("calibrate-ood", ["calibrate-ood", "--checkpoint", str(out / "best"), "--data", str(ood_clips / "videos"),
+                             "--contrast-sound", str(contrast)], seconds, done=_ood_calibrated(out / "best"))
     report_path = out / "fresh-test-report.json"
     _stage("evaluate", ["evaluate", "--checkpoint", str(out / "best"), "--data", str(fresh), "--split", "test",
                         "--predictions", str(out / "fresh-test-predictions.jsonl"), "--report", str(report_path),
