@@ -251,6 +251,14 @@ def test_bad_input_gets_a_per_row_status_and_the_rest_is_answered(und):
     assert [u.status for u in out[6:]] == [ANSWERED, ANSWERED]
 
 
+def test_questions_in_other_languages_are_refused_with_a_reason(und):
+    out = und.understand_all(["这个视频里有几种乐器？", "Wie viele Instrumente spielen?",
+                              "¿Cuántos instrumentos suenan en el vídeo?", "How many instruments are sounding?"])
+    assert [u.status for u in out] == [OUT_OF_SCOPE] * 3 + [ANSWERED]
+    assert "only questions in English" in out[0].note      # another script: said at once, no embedding needed
+    assert all(u.understood_as is None and u.template is None for u in out[:3])
+
+
 # --- the bank, its calibration and the separation of the data --------------------------------------------------------
 
 def test_bank_is_calibrated_on_its_own_data():
