@@ -18,9 +18,9 @@ from mcd.serving.calibrate_ood import MIN_CLIPS, MIN_CONTRAST_CLIPS
 
 
 EXTRACT_T = 10   # segments per clip: the `mcd extract` default, which the synth recipes train with
-#: the out-of-domain calibration clips: fresh in-domain clips of their own seed, twice as many as the fresh test
-#: set within these bounds (docs/ood.md; `mcd calibrate-ood` needs MIN_CLIPS)
-OOD_CALIBRATION_SEED, OOD_CALIBRATION_CLIPS = 424242, 600
+#: the out-of-domain calibration clips: fresh in-domain clips of their own seed, four times as many as the fresh
+#: test set within these bounds (docs/ood.md; `mcd calibrate-ood` needs MIN_CLIPS)
+OOD_CALIBRATION_SEED, OOD_CALIBRATION_CLIPS = 424242, 1200
 #: its sound contrast set (`mcd synth-contrast`: music the world never plays, from the training soundfont), 2/5 as
 #: many clips as the calibration set
 OOD_CONTRAST_SEED = 99
@@ -28,7 +28,7 @@ OOD_CONTRAST_SEED = 99
 
 def ood_clip_counts(test_videos: int) -> tuple[int, int]:
     """(in-domain calibration clips, sound contrast clips) for a recipe with this many fresh test clips."""
-    clips = max(MIN_CLIPS, min(OOD_CALIBRATION_CLIPS, 2 * test_videos))
+    clips = max(MIN_CLIPS, min(OOD_CALIBRATION_CLIPS, 4 * test_videos))
     return clips, max(MIN_CONTRAST_CLIPS, clips * 2 // 5)
 
 
