@@ -89,7 +89,7 @@ VIEWS: dict[str, list[tuple[list[str], int]]] = {
 #: an encoder provides (a joined encoder's pretrained part, where sound the world lacks is told apart; else the
 #: whole output).
 CONTRAST_INPUTS: dict[str, list[list[str]]] = {"picture": [["part0"], ["final"]], "sound": [["part0"], ["final"]]}
-#: the contrast views' L2 penalty (chosen on contrast clips held back from the fit, never on the bench's negatives)
+#: the contrast views' L2 penalty (docs/ood.md says how it and the calibration sizes were chosen)
 CONTRAST_L2 = 1e-2
 
 
@@ -130,6 +130,21 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
     return shrink * mu * np.eye(d) + (1 - shrink) * s, shrink
 
 
+def _arrays_to_tensors(model, prefix: str) -> dict[str, torch.Tensor]:
+    """A view model's `ARRAYS` as float32 tensors named `<prefix>.<array>`."""
+    return {f"{prefix}.{k}": torch.from_numpy(np.ascontiguousarray(getattr(model, k), np.float32))
+            for k in model.ARRAYS}
+
+
+def _arrays_from_tensors(names: Sequence[str], tensors: dict[str, torch.Tensor], prefix: str) -> list[np.ndarray]:
+    """The arrays `<prefix>.<name>` as float64, or a clear error naming those the checkpoint lacks."""
+    missing = [f"{prefix}.{k}" for k in names if f"{prefix}.{k}" not in tensors]
+    if missing:
+        raise OODConfigError(f"ood: the checkpoint's weights lack {', '.join(missing)} (calibrate it again "
+                             "with `mcd calibrate-ood`)")
+    return [tensors[f"{prefix}.{k}"].detach().cpu().double().numpy() for k in names]
+
+
 @dataclass
 class Gaussian:
     """Probabilistic PCA of one modality's in-domain segment features."""
@@ -163,17 +178,11 @@ class Gaussian:
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
         """The arrays as float32 tensors named `<prefix>.mean|basis|variances` (for model.safetensors)."""
-        return {f"{prefix}.{k}": torch.from_numpy(np.ascontiguousarray(getattr(self, k), np.float32))
-                for k in self.ARRAYS}
+        return _arrays_to_tensors(self, prefix)
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str, residual_variance: float) -> "Gaussian":
-        missing = [f"{prefix}.{k}" for k in cls.ARRAYS if f"{prefix}.{k}" not in tensors]
-        if missing:
-            raise OODConfigError(f"ood: the checkpoint's weights lack {', '.join(missing)} (calibrate it again "
-                                 "with `mcd calibrate-ood`)")
-        arrays = [tensors[f"{prefix}.{k}"].detach().cpu().double().numpy() for k in cls.ARRAYS]
-        g = cls(*arrays, float(residual_variance))
+        g = cls(*_arrays_from_tensors(cls.ARRAYS, tensors, prefix), float(residual_variance))
         if g.mean.ndim != 1 or g.basis.ndim != 2 or g.basis.shape != (len(g.variances), len(g.mean)):
             raise OODConfigError(f"ood: {prefix}: basis {tuple(g.basis.shape)} does not match "
                                  f"{len(g.variances)} variances and a {len(g.mean)}-dim mean")
@@ -233,16 +242,12 @@ class Contrast:
     ARRAYS = ("mean", "scale", "weight", "bias")
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        return {f"{prefix}.{k}": torch.from_numpy(np.ascontiguousarray(getattr(self, k), np.float32))
-                for k in self.ARRAYS}
+        """The arrays as float32 tensors named `<prefix>.mean|scale|weight|bias` (for model.safetensors)."""
+        return _arrays_to_tensors(self, prefix)
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str) -> "Contrast":
-        missing = [f"{prefix}.{k}" for k in cls.ARRAYS if f"{prefix}.{k}" not in tensors]
-        if missing:
-            raise OODConfigError(f"ood: the checkpoint's weights lack {', '.join(missing)} (calibrate it again "
-                                 "with `mcd calibrate-ood`)")
-        c = cls(*(tensors[f"{prefix}.{k}"].detach().cpu().double().numpy() for k in cls.ARRAYS))
+        c = cls(*_arrays_from_tensors(cls.ARRAYS, tensors, prefix))
         if c.mean.ndim != 1 or not (c.scale.shape == c.weight.shape == c.mean.shape) or c.bias.shape != (1,):
             raise OODConfigError(f"ood: {prefix}: mean, scale and weight must be [D] and bias [1]")
         if not (c.scale > 0).all():
@@ -484,6 +489,16 @@ def pooled(visual, audio) -> tuple[np.ndarray, np.ndarray]:
     return visual.mean(dim=(0, 1)).numpy(), audio.mean(dim=0).numpy()
 
 
+def _thresholds(held_segment_scores: list[np.ndarray], quantile: float, margin: float) -> dict:
+    """A view's thresholds from the held-back clips' segment scores: the clip threshold is the `quantile` of their
+    clip scores (mean over segments) times `margin`, the segment threshold SEGMENT_QUANTILE of all segments'."""
+    clip_scores = np.array([x.mean() for x in held_segment_scores])
+    return {"threshold": round(float(np.quantile(clip_scores, quantile) * margin), 4),
+            "segment_threshold": round(float(np.quantile(np.concatenate(held_segment_scores), SEGMENT_QUANTILE)
+                                             * margin), 4),
+            "calibration_max": round(float(clip_scores.max()), 4)}
+
+
 def calibrate(features: Iterable[dict], views: dict | None = None, quantile: float = DEFAULT_QUANTILE,
               margin: float = DEFAULT_MARGIN, parts: dict[str, Sequence[int] | None] | None = None,
               contrast: dict[str, Sequence[dict]] | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -516,15 +531,11 @@ def calibrate(features: Iterable[dict], views: dict | None = None, quantile: flo
                 continue
             stack = lambda i: np.concatenate([inputs[i][m][k] for k in names], axis=1)   # noqa: E731
             g = Gaussian.fit(np.concatenate([stack(i) for i in fit_idx]), components).rounded()
-            seg = [g.score(stack(i)) for i in held_idx]
-            clip_scores = np.array([x.mean() for x in seg])
             tensors.update(g.tensors(f"{TENSOR_PREFIX}{m}.{len(out[m]['views'])}"))
             out[m]["views"].append({
                 "inputs": list(names), "dim": int(len(g.mean)), "components": int(len(g.variances)),
                 "residual_variance": float(g.residual_variance),
-                "threshold": round(float(np.quantile(clip_scores, quantile) * margin), 4),
-                "segment_threshold": round(float(np.quantile(np.concatenate(seg), SEGMENT_QUANTILE) * margin), 4),
-                "calibration_max": round(float(clip_scores.max()), 4)})
+                **_thresholds([g.score(stack(i)) for i in held_idx], quantile, margin)})
         foreign_items = (contrast or {}).get(m) or []
         if foreign_items:
             foreign = [view_inputs(f["visual"], f["audio"], parts)[m] for f in foreign_items]
@@ -535,15 +546,10 @@ def calibrate(features: Iterable[dict], views: dict | None = None, quantile: flo
             stack = lambda x: np.concatenate([x[k] for k in names], axis=1)   # noqa: E731
             c = Contrast.fit(np.concatenate([stack(inputs[i][m]) for i in fit_idx]),
                              np.concatenate([stack(x) for x in foreign]), CONTRAST_L2).rounded()
-            seg = [c.score(stack(inputs[i][m])) for i in held_idx]
-            clip_scores = np.array([x.mean() for x in seg])
             tensors.update(c.tensors(f"{TENSOR_PREFIX}{m}.{len(out[m]['views'])}"))
             out[m]["views"].append({
                 "kind": "contrast", "inputs": list(names), "dim": int(len(c.mean)), "n_contrast_clips": len(foreign),
-                "l2": CONTRAST_L2,
-                "threshold": round(float(np.quantile(clip_scores, quantile) * margin), 4),
-                "segment_threshold": round(float(np.quantile(np.concatenate(seg), SEGMENT_QUANTILE) * margin), 4),
-                "calibration_max": round(float(clip_scores.max()), 4)})
+                "l2": CONTRAST_L2, **_thresholds([c.score(stack(inputs[i][m])) for i in held_idx], quantile, margin)})
     flat = [f["stats"].flatness[f["stats"].rms >= signal_checks.SILENCE_RMS] for f in items if "stats" in f]
     checks = {"blank_std": signal_checks.BLANK_STD, "silence_rms": signal_checks.SILENCE_RMS,
               "noise_flatness": DEFAULT_NOISE_FLATNESS}
