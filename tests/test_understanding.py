@@ -212,7 +212,40 @@ def test_a_template_whose_slots_cannot_be_filled_is_no_match(und):
     assert u.understood_as == "Are there banjo and flute sound" and u.keywords == ("banjo", "flute")
 
 
+def test_a_tag_ending_names_no_side(und):
+    for text, understood_as in [("How many instruments are sounding, right?", "How many instruments are sounding in the video"),
+                                ("The piano is louder than the violin, isn't it?", "Is the piano louder than the violin")]:
+        u = und.understand(text)
+        assert u.status == ANSWERED and u.understood_as == understood_as, (text, u.note)
+
+
 # --- refusals -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "is someone playing the fiddle on the right side",
+    "Is the right violin always playing?",
+    "Is the violin on the left louder than the piano?",
+])
+def test_a_side_the_matched_question_cannot_carry_is_refused_not_dropped(und, text):
+    """A side picks out one player; answering a template without a side slot would answer about another one."""
+    u = und.understand(text)
+    assert u.status == OUT_OF_SCOPE and u.understood_as is None, (text, u.understood_as)
+    assert "cannot say" in u.note and "try for example" in u.note and u.suggestions
+
+
+def test_dropped_side_needs_exactly_one_side_and_no_side_slot():
+    from mcd.task.understanding import dropped_side, find_mentions, matching_words
+    by_text = {t.text.strip(): t for t in TEMPLATES}
+    always = by_text["Is the <Object> in the video always playing?"]
+    where = by_text["Where is the <LL> instrument?"]
+    which_side = by_text["What kind of instrument is the <LRer> instrument?"]
+    mentions = lambda text: find_mentions(matching_words(text))   # noqa: E731
+    assert dropped_side(always, mentions("is the violin on the right always playing")) == "right"
+    assert dropped_side(where, mentions("where is the loudest one, left or right?")) is None   # options, not a side
+    assert dropped_side(which_side, mentions("what is on the far right")) is None             # the template has it
+    assert dropped_side(always, mentions("is the violin always playing, right?")) is None     # a tag
+
+
 
 @pytest.mark.parametrize("text", [
     "hello", "Thanks!", "What is the capital of France?", "What colour is the violin?", "How old is the pianist?",

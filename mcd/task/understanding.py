@@ -226,10 +226,15 @@ _WRAPPER = re.compile(r"^(?:(?:please|could you(?: please)? tell me|can you(?: p
                       r"could you(?: please)?|would you(?: please)?) )+|(?: please)+$")
 
 
+#: A tag after a comma at the end ("..., right?", "..., isn't it?"): it asks for agreement, it names no side.
+_TAG = re.compile(r",\s*(?:right|correct|yes|no|ok|okay|isn['’]?t it|aren['’]?t they|don['’]?t they|"
+                  r"didn['’]?t it|is it|am i right)\s*[?.!]*\s*$", re.IGNORECASE)
+
+
 def matching_words(text: str) -> list[str]:
-    """`tokens` without polite wrappers (`_WRAPPER`) and where-in-the-media phrases (`_CONTEXT`): what the semantic
-    matcher compares."""
-    return _WRAPPER.sub("", _CONTEXT.sub(" ", " ".join(tokens(text))).strip()).split()
+    """`tokens` without a tag ending (`_TAG`), polite wrappers (`_WRAPPER`) and where-in-the-media phrases
+    (`_CONTEXT`): what the semantic matcher compares."""
+    return _WRAPPER.sub("", _CONTEXT.sub(" ", " ".join(tokens(_TAG.sub("", text)))).strip()).split()
 
 
 @dataclass(frozen=True)
@@ -556,6 +561,22 @@ def form_fits(form: str | None, template: Template) -> bool:
     return template.id not in YES_NO_TEMPLATES and template.id not in COUNT_TEMPLATES
 
 
+_SIDE_KINDS = ("LR", "LRer")
+
+
+def dropped_side(template: Template, mentions: Sequence[Mention]) -> str | None:
+    """The side word ('right', 'leftmost', ...) a question uses to pick out one player when the template has no
+    side slot to carry it, else None. Why: "is the fiddle on the right playing?" matched to "Is the violin in the
+    video always playing?" answers about whichever violin, which is a confident answer to another question. A
+    question naming both sides offers them as options ("the loudest, left or right?") and drops nothing."""
+    slot_kinds = set(_template_slot_names(template))
+    if any(name.rstrip("12") in _SIDE_KINDS for name in slot_kinds):
+        return None
+    sides = [m for m in mentions if any(k in _SIDE_KINDS for k in m.kinds)]
+    values = {m.value("LR") or m.value("LRer") for m in sides}
+    return sides[0].surface if len(values) == 1 else None
+
+
 @dataclass
 class _Candidate:
     template: Template
@@ -776,6 +797,13 @@ class QuestionUnderstander:
                    else "no supported question fits the words it uses")
             return Understanding(text, OUT_OF_SCOPE, similarity=None if best_c is None else round(best_c.similarity, 4),
                                  note=f"not answered: {why}; " + self._suggestion_text(suggestions),
+                                 suggestions=tuple(suggestions))
+        dropped = dropped_side(best_c.template, mentions)
+        if dropped is not None:
+            suggestions = self._suggestions([candidate(int(i)) for i in by_similarity[:3]], mentions)
+            return Understanding(text, OUT_OF_SCOPE, similarity=round(best_c.similarity, 4),
+                                 note=f"not answered: the nearest supported question cannot say '{dropped}', so its "
+                                      "answer would be about another player; " + self._suggestion_text(suggestions),
                                  suggestions=tuple(suggestions))
         unknown = [m.value("Object") for m in mentions
                    if m.value("Object") is not None and m.value("Object") not in self.instruments]
