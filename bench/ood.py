@@ -61,6 +61,13 @@ def feature_ratio(detector, rec: dict) -> float:
     return detector.judge(rec["visual"], rec["audio"]).score
 
 
+def seconds_named(rows) -> float | None:
+    """Of the verdicts flagged as "unlike" (either modality), the share that name the seconds that look foreign: a
+    flag with no seconds leaves the user nothing to look at."""
+    unlike = [v for _, r in rows for v in (r.picture, r.sound) if v.flagged and v.reason == "unlike"]
+    return float(np.mean([bool(v.seconds) for v in unlike])) if unlike else None
+
+
 def detector_score(report: ood.DomainReport) -> float:
     return float("inf") if any(v.flagged and v.reason != "unlike" for v in (report.picture, report.sound)) \
         else report.score
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             "other_side_flag_rate": float(np.mean([getattr(r, "sound" if side == "picture" else "picture").flagged
                                                    for _, r in rows])) if side else None,
             "reasons": dict(reasons.most_common()),
+            "seconds_named": seconds_named(rows),
         }
     print(report(result))
     if args.json:
@@ -130,12 +138,13 @@ def report(r: dict) -> str:
              f"negatives", "",
              f"AUROC (in-domain vs negatives): {r['auroc']:.4f}   feature distance alone: "
              f"{r['auroc_features_only']:.4f}", "",
-             "| negative category | changed | clips | flagged | its side flagged | other side flagged | reasons |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| negative category | changed | clips | flagged | its side flagged | other side flagged | "
+             "'unlike' flags naming seconds | reasons |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c, v in r["categories"].items():
         reasons = "; ".join(f"{k} ({n})" for k, n in v["reasons"].items())
         lines.append(f"| {c} | {v['changed']} | {v['n']} | {pct(v['flag_rate'])} | {pct(v['side_flag_rate'])} | "
-                     f"{pct(v['other_side_flag_rate'])} | {reasons} |")
+                     f"{pct(v['other_side_flag_rate'])} | {pct(v.get('seconds_named'))} | {reasons} |")
     lines += ["", f"held-out in-domain clips flagged: {pct(r['in_domain_flag_rate'])} of {r['n_in_domain']}"]
     for name, why in r["in_domain_flagged"]:
         lines.append(f"  {name}: {why}")

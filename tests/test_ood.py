@@ -183,10 +183,43 @@ def test_a_contrast_view_catches_foreign_sound_inside_the_in_domain_density():
     assert np.mean([r[1] > 1 for r in fresh_foreign]) >= 0.9        # the contrast does not
     fresh_inside = [det.judge(c["visual"], c["audio"]) for c in fake_clips(40, np.random.default_rng(3))]
     assert sum(r.sound.flagged for r in fresh_inside) <= 2
+    # its scores are probabilities: the margin goes on the odds, so both thresholds stay reachable, and a clip the
+    # contrast view flags names the seconds that look foreign
+    assert 0.5 < views[1]["segment_threshold"] < 1 and 0 < views[1]["threshold"] < 1
+    judged = [det.judge(c["visual"], c["audio"]).sound for c in foreign(20, 2)]
+    assert all(j.seconds for j in judged if j.flagged) and sum(j.flagged for j in judged) >= 18
     with pytest.raises(ood.OODConfigError, match="unknown view kind"):
         ood.load({**section, "sound": {**section["sound"], "views": [{**views[1], "kind": "forest"}]}}, tensors)
     with pytest.raises(ood.OODConfigError, match="bias"):
         ood.load(section, {**tensors, "ood.sound.1.bias": torch.zeros(2)})
+
+
+def test_a_contrast_view_names_the_foreign_seconds_even_when_in_domain_clips_have_some():
+    """In-domain clips with an occasional foreign-looking second push the contrast view's segment quantile near 1;
+    its segment threshold must stay below 1, so a clip it flags lists the seconds that look foreign."""
+    direction = np.linalg.qr(np.random.default_rng(97).standard_normal((12, 12)))[0][:, 0]
+    shift = torch.tensor(3.0 * direction, dtype=torch.float32)
+    inside = fake_clips(80, np.random.default_rng(0))
+    for c in inside[::5]:          # fit and threshold clips alike
+        c["audio"][4] += 0.8 * shift
+    foreign = fake_clips(40, np.random.default_rng(1))
+    for c in foreign:
+        c["audio"] += shift
+    section, tensors = ood.calibrate(inside, FINAL_ONLY, contrast={"sound": foreign})
+    view = section["sound"]["views"][1]
+    assert view["kind"] == "contrast" and 0.9 < view["segment_threshold"] < 1
+    clip = fake_clips(1, np.random.default_rng(5))[0]
+    clip["audio"][5:] += shift
+    verdict = reload(section, tensors).judge(clip["visual"], clip["audio"]).sound
+    assert verdict.flagged and len(verdict.seconds) >= 3 and min(verdict.seconds) >= 5
+
+
+def test_the_margin_raises_a_probability_on_its_odds_and_a_distance_by_multiplying():
+    assert ood._with_margin(1.6, 1.15, probability=False) == pytest.approx(1.84)
+    assert ood._with_margin(0.5, 1.15, probability=True) == pytest.approx(1.15 / 2.15)
+    assert ood._with_margin(0.905, 1.15, probability=True) == pytest.approx(0.9164, abs=1e-4)   # not 1.04
+    assert ood._with_margin(1.0, 1.15, probability=True) == 1.0
+    assert ood._with_margin(0.0, 1.15, probability=True) == 0.0
 
 
 def test_calibrate_ood_refuses_a_missing_contrast_folder(tmp_path):

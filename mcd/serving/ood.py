@@ -42,7 +42,7 @@ FORMAT = 2
 #: the calibration's tensors in model.safetensors are named `ood.<modality>.<view index>.<array>`
 TENSOR_PREFIX = "ood."
 MODALITIES = ("picture", "sound")
-#: the clip threshold is this margin above the `quantile` of the calibration clips' scores
+#: the clip threshold is this margin above the `quantile` of the calibration clips' scores (a contrast view's: on the odds)
 DEFAULT_QUANTILE = 0.995
 DEFAULT_MARGIN = 1.15
 #: a segment is listed as foreign above this quantile of the calibration segments' scores (times the margin)
@@ -489,13 +489,27 @@ def pooled(visual, audio) -> tuple[np.ndarray, np.ndarray]:
     return visual.mean(dim=(0, 1)).numpy(), audio.mean(dim=0).numpy()
 
 
-def _thresholds(held_segment_scores: list[np.ndarray], quantile: float, margin: float) -> dict:
+def _with_margin(score: float, margin: float, probability: bool) -> float:
+    """`score` raised by `margin`: a distance is multiplied by it; a probability (a contrast view's score) has its
+    odds multiplied, so the threshold stays below 1 however close to 1 the calibration's quantile is (0.905 x 1.15
+    would be 1.04, a threshold no segment can reach; on the odds it is 0.917)."""
+    if not probability:
+        return score * margin
+    if score >= 1.0:
+        return 1.0
+    odds = score / (1.0 - score) * margin
+    return odds / (1.0 + odds)
+
+
+def _thresholds(held_segment_scores: list[np.ndarray], quantile: float, margin: float,
+                probability: bool = False) -> dict:
     """A view's thresholds from the held-back clips' segment scores: the clip threshold is the `quantile` of their
-    clip scores (mean over segments) times `margin`, the segment threshold SEGMENT_QUANTILE of all segments'."""
+    clip scores (mean over segments) raised by `margin`, the segment threshold SEGMENT_QUANTILE of all segments'
+    (`_with_margin`: on the odds when the scores are probabilities)."""
     clip_scores = np.array([x.mean() for x in held_segment_scores])
-    return {"threshold": round(float(np.quantile(clip_scores, quantile) * margin), 4),
-            "segment_threshold": round(float(np.quantile(np.concatenate(held_segment_scores), SEGMENT_QUANTILE)
-                                             * margin), 4),
+    raise_ = lambda x: round(_with_margin(float(x), margin, probability), 4)   # noqa: E731
+    return {"threshold": raise_(np.quantile(clip_scores, quantile)),
+            "segment_threshold": raise_(np.quantile(np.concatenate(held_segment_scores), SEGMENT_QUANTILE)),
             "calibration_max": round(float(clip_scores.max()), 4)}
 
 
@@ -549,7 +563,8 @@ def calibrate(features: Iterable[dict], views: dict | None = None, quantile: flo
             tensors.update(c.tensors(f"{TENSOR_PREFIX}{m}.{len(out[m]['views'])}"))
             out[m]["views"].append({
                 "kind": "contrast", "inputs": list(names), "dim": int(len(c.mean)), "n_contrast_clips": len(foreign),
-                "l2": CONTRAST_L2, **_thresholds([c.score(stack(inputs[i][m])) for i in held_idx], quantile, margin)})
+                "l2": CONTRAST_L2, **_thresholds([c.score(stack(inputs[i][m])) for i in held_idx], quantile, margin,
+                                                probability=True)})
     flat = [f["stats"].flatness[f["stats"].rms >= signal_checks.SILENCE_RMS] for f in items if "stats" in f]
     checks = {"blank_std": signal_checks.BLANK_STD, "silence_rms": signal_checks.SILENCE_RMS,
               "noise_flatness": DEFAULT_NOISE_FLATNESS}
