@@ -799,11 +799,18 @@ class QuestionUnderstander:
                                  note=f"not answered: {why}; " + self._suggestion_text(suggestions),
                                  suggestions=tuple(suggestions))
         dropped = dropped_side(best_c.template, mentions)
+        why = None
         if dropped is not None:
+            why = f"the nearest supported question cannot say '{dropped}', so its answer would be about another player"
+        elif best_c.form_mismatch and best_c.leftover:
+            # asked in another form (yes/no, how many, where) and leaving a slot word out: another question
+            left_out = [m.surface for m in mentions if not any(v in best_c.values for _, v in m.options)]
+            why = (f"the nearest supported question asks something else and leaves out "
+                   f"'{left_out[0] if left_out else mentions[-1].surface}'")
+        if why is not None:
             suggestions = self._suggestions([candidate(int(i)) for i in by_similarity[:3]], mentions)
             return Understanding(text, OUT_OF_SCOPE, similarity=round(best_c.similarity, 4),
-                                 note=f"not answered: the nearest supported question cannot say '{dropped}', so its "
-                                      "answer would be about another player; " + self._suggestion_text(suggestions),
+                                 note=f"not answered: {why}; " + self._suggestion_text(suggestions),
                                  suggestions=tuple(suggestions))
         unknown = [m.value("Object") for m in mentions
                    if m.value("Object") is not None and m.value("Object") not in self.instruments]
