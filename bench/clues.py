@@ -364,6 +364,11 @@ EVIDENCE_SPATIAL = ("evidence", "evidence+", "shown now x evidence+", "evidence+
                     "evidence+ where it looked (>= 1/2 peak)")
 
 
+#: the maps whose deletion curves are measured (the demo's figures and the maps they replaced)
+CURVE_CELLS = ("shown now", "shown", "evidence+", "shown now x evidence+")
+CURVE_SECONDS = ("shown now (audio)", "audio_high (shown)", "audio evidence+")
+
+
 def _normalised_positive(x: np.ndarray) -> np.ndarray:
     r = np.clip(np.asarray(x, dtype=np.float64), 0, None)
     return r / r.sum() if r.sum() > 0 else r
@@ -552,6 +557,8 @@ def main() -> None:
     p.add_argument("--draws", type=int, default=4, help="random deletions per question")
     p.add_argument("--prior-scenes", type=int, default=2000)
     p.add_argument("--no-deletion", action="store_true")
+    p.add_argument("--no-curve", dest="curve", action="store_false",
+                   help="skip the deletion curves (cells and seconds deleted in the clue's order, step by step)")
     p.add_argument("--json", type=Path, default=None, help="write the summary numbers here")
     p.add_argument("--write-checkpoint", action="store_true",
                    help="store the shown clues' numbers in the checkpoint's config.json (key clue_quality): the "
@@ -577,6 +584,8 @@ def main() -> None:
     n_heads = model.config.n_heads
     probe = Probe(model)
     rng = np.random.default_rng(args.seed)
+    crng = np.random.default_rng([args.seed, 1])     # the curves' random orders: the top-k test's draws unchanged
+    steps_c, steps_s = cq.curve_steps(P), cq.curve_steps(T)
 
     # results: pointing[map][population][box] -> list of (question, hit)
     pointing: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
@@ -676,6 +685,25 @@ def main() -> None:
                     add(i, V, cq.replace_with_mean(A, idx, axis=0), (i, "audio seconds", name))
                 if "visual" in name:
                     add(i, cq.replace_with_mean(V, idx, axis=0), A, (i, "visual seconds", name))
+            if args.curve:
+                for d in range(args.draws):
+                    perm_c, perm_s = crng.permutation(P), crng.permutation(T)
+                    for k in steps_c:
+                        add(i, cq.replace_with_mean(V, perm_c[:k], axis=1), A, (i, "cells curve", "random", d, k))
+                    for k in steps_s:
+                        add(i, V, cq.replace_with_mean(A, perm_s[:k], axis=0),
+                            (i, "audio seconds curve", "random", d, k))
+                for name in CURVE_CELLS:
+                    if name in q.data["spatial"]:
+                        order = cq.top_k(q.data["spatial"][name], P)
+                        for k in steps_c:
+                            add(i, cq.replace_with_mean(V, order[:k], axis=1), A, (i, "cells curve", name, k))
+                for name in CURVE_SECONDS:
+                    if name in q.data["temporal"]:
+                        order = cq.top_k(q.data["temporal"][name], T)
+                        for k in steps_s:
+                            add(i, V, cq.replace_with_mean(A, order[:k], axis=0),
+                                (i, "audio seconds curve", name, k))
         logp = forward_probs(pipeline, text, rows, torch.stack(vis), torch.stack(aud), qtype)
         got = {key: logp[r] for r, key in enumerate(keys)}
         for i, q in enumerate(qs):
@@ -690,6 +718,19 @@ def main() -> None:
                         deletions[(kind, key[2])].append((q, (
                             cq.deletion(math.exp(lp0[a]), math.exp(lp[a]), [math.exp(r[a]) for r in rnd]),
                             cq.deletion(cq.log_odds(lp0, a), cq.log_odds(lp, a), [cq.log_odds(r, a) for r in rnd]))))
+
+            if args.curve:
+                for kind, steps in (("cells curve", steps_c), ("audio seconds curve", steps_s)):
+                    rnd = [[got[(i, kind, "random", d, k)] for k in steps] for d in range(args.draws)]
+                    for name in (*CURVE_CELLS, *CURVE_SECONDS):
+                        if (i, kind, name, steps[0]) not in got:
+                            continue
+                        top = [got[(i, kind, name, k)] for k in steps]
+                        deletions[(kind, name)].append((q, (
+                            cq.deletion_curve(math.exp(lp0[a]), [math.exp(x[a]) for x in top],
+                                              [[math.exp(x[a]) for x in r] for r in rnd]),
+                            cq.deletion_curve(cq.log_odds(lp0, a), [cq.log_odds(x, a) for x in top],
+                                              [[cq.log_odds(x, a) for x in r] for r in rnd]))))
 
     probe.close()
     if shown_mismatch:

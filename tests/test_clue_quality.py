@@ -163,6 +163,26 @@ def test_deletion_arithmetic():
         cq.deletion(0.9, 0.8, [])
 
 
+def test_curve_steps_grow_geometrically_and_stop_before_deleting_everything():
+    assert cq.curve_steps(49) == (1, 2, 3, 4, 7, 11, 18, 30, 48)
+    assert cq.curve_steps(10) == (1, 2, 3, 4, 5, 7, 9)
+    with pytest.raises(ValueError, match="at least 2"):
+        cq.curve_steps(1)
+
+
+def test_deletion_curve_compares_the_areas_of_the_clue_order_and_the_random_orders():
+    # the clue's order drops the answer at the first step; the random orders only at the last
+    d = cq.deletion_curve(0.9, [0.2, 0.2, 0.1], [[0.9, 0.9, 0.1], [0.9, 0.8, 0.2]])
+    assert d.drop_top == pytest.approx(0.9 - 0.5 / 3) and d.drop_random == pytest.approx(0.9 - 3.8 / 6)
+    assert d.beats_random
+    # the same end point reached later by the clue's order does not beat random
+    assert not cq.deletion_curve(0.9, [0.9, 0.9, 0.1], [[0.2, 0.2, 0.1]]).beats_random
+    with pytest.raises(ValueError, match="same steps"):
+        cq.deletion_curve(0.9, [0.2, 0.1], [[0.5, 0.4, 0.3]])
+    with pytest.raises(ValueError, match="same steps"):
+        cq.deletion_curve(0.9, [0.2, 0.1], [])
+
+
 def test_log_odds_stays_finite_where_the_probability_is_one():
     logits = torch.tensor([40.0, 0.0, -5.0], dtype=torch.float64)
     lp = logits.log_softmax(-1).numpy()

@@ -227,6 +227,31 @@ class Deletion:
         return self.drop_top > self.drop_random
 
 
+def curve_steps(n: int, points: int = 9) -> tuple[int, ...]:
+    """How many entries the deletion curve deletes at each of its steps: about `points` geometric steps from 1 to
+    n - 1 (deleting all n leaves every ordering at the same input, so that step tells nothing)."""
+    if n < 2:
+        raise ValueError(f"a deletion curve needs at least 2 entries, got {n}")
+    return tuple(int(k) for k in np.unique(np.round(np.geomspace(1, n - 1, points))))
+
+
+def deletion_curve(p0: float, p_top: Sequence[float], p_random: Sequence[Sequence[float]]) -> Deletion:
+    """The deletion curve (Petsiuk et al., RISE, 2018) summarised as one Deletion: the answer's value p0 on the whole
+    clip, p_top[s] after deleting the clue's first k_s entries and p_random[d][s] after the first k_s entries of
+    random order d, at the same steps. The drops are the mean over the steps (the area between the curve and p0,
+    per step), the random one also over the orders; "beats" = the clue's order lowers the answer sooner.
+
+    Why beside the single top-k test: deleting k entries of a clue whose object covers more than k of them is a
+    partial occlusion the model can read through; the curve keeps deleting in the clue's order until the object is
+    gone, and asks whether that order removes what the answer needs sooner than a random order does."""
+    top = np.asarray(p_top, dtype=np.float64)
+    rnd = np.asarray(p_random, dtype=np.float64)
+    if top.ndim != 1 or top.size == 0 or rnd.ndim != 2 or rnd.shape[0] == 0 or rnd.shape[1] != top.size:
+        raise ValueError(f"need p_top [steps] and p_random [draws, steps] at the same steps, got "
+                         f"{top.shape} and {rnd.shape}")
+    return Deletion(float(p0), float(p0 - top.mean()), float(p0 - rnd.mean()))
+
+
 def log_odds(log_probs: np.ndarray, answer: int) -> float:
     """log(p / (1 - p)) of `answer` from a [C] vector of log-probabilities, computed without forming 1 - p (which
     is 0 in float arithmetic once an answer is certain, and a deletion test on probabilities then sees only ties)."""
