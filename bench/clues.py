@@ -720,9 +720,10 @@ def main() -> None:
                             cq.deletion(cq.log_odds(lp0, a), cq.log_odds(lp, a), [cq.log_odds(r, a) for r in rnd]))))
 
             if args.curve:
-                for kind, steps in (("cells curve", steps_c), ("audio seconds curve", steps_s)):
+                for kind, steps, names in (("cells curve", steps_c, CURVE_CELLS),
+                                           ("audio seconds curve", steps_s, CURVE_SECONDS)):
                     rnd = [[got[(i, kind, "random", d, k)] for k in steps] for d in range(args.draws)]
-                    for name in (*CURVE_CELLS, *CURVE_SECONDS):
+                    for name in names:
                         if (i, kind, name, steps[0]) not in got:
                             continue
                         top = [got[(i, kind, name, k)] for k in steps]

@@ -158,10 +158,10 @@ def test_semantic_choice_is_the_best_score_over_every_template(und):
             rows = np.flatnonzero(ids == t.id)
             phrasing = und.bank.phrasings[int(rows[np.argmax(sims[rows])])]
             sim = float(np.sort(sims[rows])[-und.top_k:].mean())
-            values, leftover = U.fill_slots(t, U.slot_order(t, phrasing.order, words, mentions), words, mentions)
+            values, unused = U.fill_slots(t, U.slot_order(t, phrasing.order, words, mentions), words, mentions)
             if values is None:
                 continue
-            c = U._Candidate(t, phrasing, sim, values, leftover, not U.form_fits(U.question_form(words), t),
+            c = U._Candidate(t, phrasing, sim, values, unused, not U.form_fits(U.question_form(words), t),
                              not (U.counts_fit(words, t) and U.sense_fits(words, t)))
             if best is None or (c.score, c.similarity) > (best.score, best.similarity):
                 best = c

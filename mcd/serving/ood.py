@@ -42,10 +42,11 @@ FORMAT = 2
 #: the calibration's tensors in model.safetensors are named `ood.<modality>.<view index>.<array>`
 TENSOR_PREFIX = "ood."
 MODALITIES = ("picture", "sound")
-#: the clip threshold is this margin above the `quantile` of the calibration clips' scores (a contrast view's: on the odds)
+#: the clip threshold is the `quantile` of the calibration clips' scores raised by this margin (`_with_margin`:
+#: multiplied, or for a contrast view's probabilities their odds multiplied)
 DEFAULT_QUANTILE = 0.995
 DEFAULT_MARGIN = 1.15
-#: a segment is listed as foreign above this quantile of the calibration segments' scores (times the margin)
+#: a segment is listed as foreign above this quantile of the calibration segments' scores (raised by the margin)
 SEGMENT_QUANTILE = 0.999
 #: the noise check's threshold when a calibration has none (a calibration sets it from in-domain clips)
 DEFAULT_NOISE_FLATNESS = 0.3

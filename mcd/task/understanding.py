@@ -569,8 +569,7 @@ def dropped_side(template: Template, mentions: Sequence[Mention]) -> str | None:
     side slot to carry it, else None. Why: "is the fiddle on the right playing?" matched to "Is the violin in the
     video always playing?" answers about whichever violin, which is a confident answer to another question. A
     question naming both sides offers them as options ("the loudest, left or right?") and drops nothing."""
-    slot_kinds = set(_template_slot_names(template))
-    if any(name.rstrip("12") in _SIDE_KINDS for name in slot_kinds):
+    if any(SLOT_KINDS[k] in template.slots for k in _SIDE_KINDS):
         return None
     sides = [m for m in mentions if any(k in _SIDE_KINDS for k in m.kinds)]
     values = {m.value("LR") or m.value("LRer") for m in sides}
@@ -583,9 +582,13 @@ class _Candidate:
     phrasing: Phrasing
     similarity: float
     values: tuple[str, ...] | None      # None: the question's words cannot fill the template's slots
-    leftover: int = 0
+    unused: tuple[Mention, ...] = ()    # the question's slot words the template leaves out
     form_mismatch: bool = False
     wording_mismatch: bool = False      # counts or names a sense the template does not (counts_fit, sense_fits)
+
+    @property
+    def leftover(self) -> int:
+        return len(self.unused)
 
     @property
     def score(self) -> float:
@@ -621,10 +624,10 @@ def slot_order(template: Template, phrasing_order: dict[str, tuple[str, ...]], w
 
 
 def fill_slots(template: Template, order: dict[str, tuple[str, ...]], words: Sequence[str],
-               mentions: Sequence[Mention]) -> tuple[tuple[str, ...] | None, int]:
-    """The template's slot values from the question's slot words, and how many slot words were left unused.
+               mentions: Sequence[Mention]) -> tuple[tuple[str, ...] | None, tuple[Mention, ...]]:
+    """The template's slot values from the question's slot words, and the slot words left unused.
 
-    Each kind's slot words fill that kind's slots in `order` (see `slot_order`); (None, 0) when a slot cannot be
+    Each kind's slot words fill that kind's slots in `order` (see `slot_order`); (None, ()) when a slot cannot be
     filled. A template needing an order (<FL>/<TH>) that the question does not spell out takes 'first' from words
     like 'starts'/'begins' ('last' from 'ends'/'finishes').
     """
@@ -637,16 +640,15 @@ def fill_slots(template: Template, order: dict[str, tuple[str, ...]], words: Seq
             implied = ("first" if _IMPLIED_FIRST.intersection(words) else
                        "last" if kind == "FL" and _IMPLIED_LAST.intersection(words) else None)
             if implied is None:
-                return None, 0
+                return None, ()
             values[slot_names[0]] = implied
             continue
         if len(found) < len(slot_names):
-            return None, 0
+            return None, ()
         for name, (i, m) in zip(slot_names, found):
             values[name] = m.value(kind)  # type: ignore[assignment]
             used.add(i)
-    leftover = len(mentions) - len(used)
-    return tuple(values[n] for n in names), leftover
+    return tuple(values[n] for n in names), tuple(m for i, m in enumerate(mentions) if i not in used)
 
 
 class QuestionUnderstander:
@@ -763,9 +765,9 @@ class QuestionUnderstander:
 
         def candidate(i: int) -> _Candidate:
             template, phrasing = TEMPLATES[i], self.bank.phrasings[int(nearest[i])]
-            values, leftover = fill_slots(template, slot_order(template, phrasing.order, words, mentions), words,
-                                           mentions)
-            return _Candidate(template, phrasing, float(template_sims[i]), values, leftover,
+            values, unused = fill_slots(template, slot_order(template, phrasing.order, words, mentions), words,
+                                        mentions)
+            return _Candidate(template, phrasing, float(template_sims[i]), values, unused,
                               not form_fits(form, template),
                               not (counts_fit(words, template) and sense_fits(words, template)))
 
@@ -802,11 +804,9 @@ class QuestionUnderstander:
         why = None
         if dropped is not None:
             why = f"the nearest supported question cannot say '{dropped}', so its answer would be about another player"
-        elif best_c.form_mismatch and best_c.leftover:
+        elif best_c.form_mismatch and best_c.unused:
             # asked in another form (yes/no, how many, where) and leaving a slot word out: another question
-            left_out = [m.surface for m in mentions if not any(v in best_c.values for _, v in m.options)]
-            why = (f"the nearest supported question asks something else and leaves out "
-                   f"'{left_out[0] if left_out else mentions[-1].surface}'")
+            why = f"the nearest supported question asks something else and leaves out '{best_c.unused[0].surface}'"
         if why is not None:
             suggestions = self._suggestions([candidate(int(i)) for i in by_similarity[:3]], mentions)
             return Understanding(text, OUT_OF_SCOPE, similarity=round(best_c.similarity, 4),
