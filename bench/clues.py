@@ -364,6 +364,13 @@ EVIDENCE_SPATIAL = ("evidence", "evidence+", "shown now x evidence+", "evidence+
                     "evidence+ where it looked (>= 1/2 peak)")
 
 
+#: what replaces the whole picture or sound: the clip mean (every cell or second), or the previous clip's
+WHOLE = ("picture", "sound", "picture of another clip", "sound of another clip")
+
+#: the deletion test's oracles: the scene graph's named player (cells) and the seconds its source sounds
+ORACLE = {"cells": "oracle: the named player (scene graph)", "audio seconds": "oracle: its sounding seconds (scene graph)"}
+
+
 #: the maps whose deletion curves are measured (the demo's figures and the maps they replaced)
 CURVE_CELLS = ("shown now", "shown", "evidence+", "shown now x evidence+")
 CURVE_SECONDS = ("shown now (audio)", "audio_high (shown)", "audio evidence+")
@@ -532,6 +539,11 @@ def forward_probs(pipeline: Pipeline, text, rows: list[int], visual: torch.Tenso
     return np.concatenate(out) if out else np.zeros((0, len(ANSWERS)))
 
 
+#: the deletion test with the change reaching one visual path of the model only (the other sees the whole clip)
+PATHS = {"cells, patch tokens only": "patches", "cells, frame means only": "frames"}
+PATH_MAPS = ("shown now", "evidence+")
+
+
 # ------------------------------------------------------------------------------------------------- tables
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -591,6 +603,8 @@ def main() -> None:
     pointing: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     temporal: dict = defaultdict(list)             # map -> [(question, TemporalShare)]
     deletions: dict = defaultdict(list)            # (kind, map) -> [(question, Deletion)]
+    wholes: list = []                              # (question, one of WHOLE, drop of p, answer changed)
+    other_clip = None                              # the previous clip's (visual, audio): the swap rows
     correct, parse_mismatch, peaks = [], 0, Counter()
     shown_mismatch = 0     # the pipeline's shown map differs from the bench's recomputation of the recommended one
     n_questions = 0
@@ -647,9 +661,16 @@ def main() -> None:
                         if np.any(np.asarray(m) < 0):   # a signed relevance is not a distribution of weight
                             continue
                         temporal[name].append((q, cq.temporal_share(m, sounding)))
+            oracle = {}
+            if q.player is not None:
+                oracle["cells"] = cq.oracle_cells(q.player.bbox, player_box(q.player, person_aspect))
+            if q.source is not None:
+                sounding_all = cq.segment_fractions(q.source.intervals, scene.duration, T)
+                if sounding_all.any():
+                    oracle["audio seconds"] = sounding_all
             if not np.allclose(spat["shown now"], spat["referent query, model-chosen, else type words"], atol=1e-5):
                 shown_mismatch += 1
-            q.data = {"spatial": spat, "temporal": tmaps, "answer": ANSWERS.index(res.answer),
+            q.data = {"spatial": spat, "temporal": tmaps, "answer": ANSWERS.index(res.answer), "oracle": oracle,
                       "sources": {"spatial": res.shown["spatial"].source, "temporal": res.shown["temporal"].source}}
 
         if args.no_deletion:
@@ -657,6 +678,7 @@ def main() -> None:
         # deletion test: per question, every map's top-k and the same random draws
         V, A = feats.visual, feats.audio
         rows, vis, aud, keys = [], [], [], []
+        path_rows: list[tuple[int, torch.Tensor, tuple]] = []     # (question, visual, key): one_visual_path rows
 
         def add(i, v, a, key):
             rows.append(i)
@@ -665,8 +687,22 @@ def main() -> None:
             keys.append(key)
         for i, q in enumerate(qs):
             add(i, V, A, (i, "p0"))
+            add(i, cq.replace_with_mean(V, np.arange(P), axis=1), A, (i, "whole", "picture"))
+            add(i, V, cq.replace_with_mean(A, np.arange(T), axis=0), (i, "whole", "sound"))
+            if other_clip is not None:
+                add(i, other_clip[0], A, (i, "whole", "picture of another clip"))
+                add(i, V, other_clip[1], (i, "whole", "sound of another clip"))
             rc = cq.random_k(rng, P, args.k_cells, args.draws)
             rs = cq.random_k(rng, T, args.k_seconds, args.draws)
+            for d in range(args.draws):
+                path_rows.append((i, cq.replace_with_mean(V, rc[d], axis=1), (i, "random", d)))
+            for name in PATH_MAPS:
+                if name in q.data["spatial"]:
+                    idx = cq.top_k(q.data["spatial"][name], args.k_cells)
+                    path_rows.append((i, cq.replace_with_mean(V, idx, axis=1), (i, name)))
+            if "cells" in q.data["oracle"]:
+                idx = cq.top_k(q.data["oracle"]["cells"], args.k_cells)
+                path_rows.append((i, cq.replace_with_mean(V, idx, axis=1), (i, ORACLE["cells"])))
             for d in range(args.draws):
                 add(i, cq.replace_with_mean(V, rc[d], axis=1), A, (i, "cells", "random", d))
                 add(i, V, cq.replace_with_mean(A, rs[d], axis=0), (i, "audio seconds", "random", d))
@@ -677,6 +713,10 @@ def main() -> None:
                 if name in q.data["spatial"]:
                     idx = cq.top_k(q.data["spatial"][name], args.k_cells)
                     add(i, cq.replace_with_mean(V, idx, axis=1), A, (i, "cells", name))
+            for kind, m in q.data["oracle"].items():
+                idx = cq.top_k(m, args.k_cells if kind == "cells" else args.k_seconds)
+                add(i, *((cq.replace_with_mean(V, idx, axis=1), A) if kind == "cells"
+                         else (V, cq.replace_with_mean(A, idx, axis=0))), (i, kind, ORACLE[kind]))
             for name, m in q.data["temporal"].items():
                 if ": " in name:      # a per-source subset of another map: the same rows
                     continue
@@ -698,6 +738,15 @@ def main() -> None:
                         order = cq.top_k(q.data["spatial"][name], P)
                         for k in steps_c:
                             add(i, cq.replace_with_mean(V, order[:k], axis=1), A, (i, "cells curve", name, k))
+                if "cells" in q.data["oracle"]:
+                    order = cq.top_k(q.data["oracle"]["cells"], P)
+                    for k in steps_c:
+                        add(i, cq.replace_with_mean(V, order[:k], axis=1), A, (i, "cells curve", ORACLE["cells"], k))
+                if "audio seconds" in q.data["oracle"]:
+                    order = cq.top_k(q.data["oracle"]["audio seconds"], T)
+                    for k in steps_s:
+                        add(i, V, cq.replace_with_mean(A, order[:k], axis=0),
+                            (i, "audio seconds curve", ORACLE["audio seconds"], k))
                 for name in CURVE_SECONDS:
                     if name in q.data["temporal"]:
                         order = cq.top_k(q.data["temporal"][name], T)
@@ -705,12 +754,32 @@ def main() -> None:
                             add(i, V, cq.replace_with_mean(A, order[:k], axis=0),
                                 (i, "audio seconds curve", name, k))
         logp = forward_probs(pipeline, text, rows, torch.stack(vis), torch.stack(aud), qtype)
+        got_path = {}
+        for kind, path in PATHS.items():
+            with cq.one_visual_path(model, V, path):
+                lp_path = forward_probs(pipeline, text, [r[0] for r in path_rows], torch.stack([r[1] for r in path_rows]),
+                                        A.expand(len(path_rows), -1, -1), qtype)
+            got_path.update({(kind, *key): lp for (_, _, key), lp in zip(path_rows, lp_path)})
+        other_clip = (V, A)
         got = {key: logp[r] for r, key in enumerate(keys)}
         for i, q in enumerate(qs):
             lp0 = got[(i, "p0")]
             a = int(np.argmax(lp0))
             if abs(math.exp(lp0[a]) - answers.results[i].student_probs[a]) > 1e-4:
                 raise SystemExit(f"the bench's forward disagrees with the pipeline's on {q.text!r}")
+            for kind in PATHS:
+                rnd = [got_path[(kind, i, "random", d)] for d in range(args.draws)]
+                for name in (*PATH_MAPS, ORACLE["cells"]):
+                    if (kind, i, name) in got_path:
+                        lp = got_path[(kind, i, name)]
+                        deletions[(kind, name)].append((q, (
+                            cq.deletion(math.exp(lp0[a]), math.exp(lp[a]), [math.exp(r[a]) for r in rnd]),
+                            cq.deletion(cq.log_odds(lp0, a), cq.log_odds(lp, a), [cq.log_odds(r, a) for r in rnd]))))
+            for what in WHOLE:
+                if (i, "whole", what) not in got:
+                    continue
+                lp = got[(i, "whole", what)]
+                wholes.append((q, what, math.exp(lp0[a]) - math.exp(lp[a]), int(np.argmax(lp)) != a))
             for kind in ("cells", "audio seconds", "visual seconds"):
                 rnd = [got[(i, kind, "random", d)] for d in range(args.draws)]
                 for key, lp in got.items():
@@ -720,8 +789,8 @@ def main() -> None:
                             cq.deletion(cq.log_odds(lp0, a), cq.log_odds(lp, a), [cq.log_odds(r, a) for r in rnd]))))
 
             if args.curve:
-                for kind, steps, names in (("cells curve", steps_c, CURVE_CELLS),
-                                           ("audio seconds curve", steps_s, CURVE_SECONDS)):
+                for kind, steps, names in (("cells curve", steps_c, (*CURVE_CELLS, ORACLE["cells"])),
+                                           ("audio seconds curve", steps_s, (*CURVE_SECONDS, ORACLE["audio seconds"]))):
                     rnd = [[got[(i, kind, "random", d, k)] for k in steps] for d in range(args.draws)]
                     for name in names:
                         if (i, kind, name, steps[0]) not in got:
@@ -738,7 +807,7 @@ def main() -> None:
         print(f"WARNING: on {shown_mismatch} questions the pipeline's shown map is not the bench's recommended map",
               file=sys.stderr)
     out = report(args, root, pointing, temporal, deletions, correct, parse_mismatch, peaks, prior, n_questions,
-                 time.perf_counter() - start)
+                 time.perf_counter() - start, wholes)
     if args.write_checkpoint:
         record = clue_quality_record(args, out, pointing, temporal, deletions)
         write_clue_quality(args.checkpoint, record)
@@ -747,7 +816,8 @@ def main() -> None:
 
 # ------------------------------------------------------------------------------------------------- the report
 
-def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, peaks, prior, n_questions, seconds):
+def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, peaks, prior, n_questions, seconds,
+           wholes=()):
     out = {"data": str(root), "style": args.style, "seed": args.seed, "clips": args.clips,
            "questions": n_questions, "accuracy": float(np.mean([c for _, c in correct])) if correct else None,
            "pointing": {}, "temporal": {}, "deletion": {}}
@@ -834,8 +904,9 @@ def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, p
               "exists for; 'named' = questions naming one source.\n")
         rows = []
         for (kind, name), v in sorted(deletions.items()):
-            for pop, sel in (("all", v), ("named", [(q, d) for q, d in v if q.source is not None])):
-                if not sel or (pop == "named" and len(sel) == len(v)):
+            for pop, sel in (("all", v), ("named", [(q, d) for q, d in v if q.source is not None]),
+                             ("named player", [(q, d) for q, d in v if q.player is not None])):
+                if not sel or (pop != "all" and len(sel) == len(v)):
                     continue
                 top = float(np.mean([d.drop_top for _, (d, _) in sel]))
                 rnd = float(np.mean([d.drop_random for _, (d, _) in sel]))
@@ -857,9 +928,11 @@ def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, p
         print("\n### Deletion per question type (beats random in log-odds; shown maps: cells by visual_low, "
               "audio seconds by "
               "audio_high, visual seconds by visual_high)\n")
-        pick = [("cells", "shown now"), ("cells", "shown"), ("cells", "keyword"), ("cells", "referent query"),
+        pick = [("cells", "shown now"), ("cells", ORACLE["cells"]), ("cells", "shown"), ("cells", "keyword"),
+                ("cells", "referent query"),
                 ("cells", "referent query, model-chosen"),
-                ("audio seconds", "shown now (audio)"), ("audio seconds", "audio_high (shown)"),
+                ("audio seconds", "shown now (audio)"), ("audio seconds", ORACLE["audio seconds"]),
+                ("audio seconds", "audio_high (shown)"),
                 ("audio seconds", "keyword audio_high"),
                 ("visual seconds", "visual_high (shown)")]
         pick = [k for k in pick if k in deletions]
@@ -870,6 +943,8 @@ def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, p
         rows = [[g] + [cq.pct(groups[g][k]) for k in pick] for g in sorted(groups)]
         print(table(["type"] + [f"{k[0]}: {k[1]}" for k in pick], rows))
 
+    if wholes:
+        print_whole_input(out, wholes)
     print("\n### Accuracy per question type on these clips\n")
     acc = defaultdict(list)
     for q, c in correct:
@@ -880,6 +955,31 @@ def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, p
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return out
+
+
+def print_whole_input(out: dict, wholes) -> None:
+    """How much the answer rests on the picture or the sound at all: every cell (or second) replaced by the clip
+    mean, or by another clip's. A question whose answer does not move when every cell is the clip mean cannot have
+    a spatial clue that beats random deletions except by chance, whatever the map; if it moves when the picture is
+    another clip's, the answer uses what the clip-mean replacement keeps (each frame's mean feature)."""
+    print("\n### The whole picture or sound replaced by the clip mean, or by the previous clip's, per question type\n")
+    print("'moves' = the answer's probability falls or rises by >= 0.01; 'changes' = another answer wins.\n")
+    groups = defaultdict(lambda: defaultdict(list))
+    for q, what, drop, changed in wholes:
+        for g in (q.type, "all"):
+            groups[g][what].append((abs(drop) >= 0.01, changed))
+    rows = []
+    for g in sorted(groups, key=lambda g: (g == "all", g)):
+        row = [g, len(groups[g]["picture"])]
+        for what in WHOLE:
+            v = groups[g][what]
+            row += [cq.pct([m for m, _ in v]), cq.pct([c for _, c in v])]
+            out.setdefault("whole_input", {}).setdefault(g, {})[what] = {
+                "n": len(v), "moves": cq.rate([m for m, _ in v])[0], "changes": cq.rate([c for _, c in v])[0]}
+        rows.append(row)
+    names = {"picture": "picture = clip mean", "sound": "sound = clip mean", "picture of another clip":
+             "another clip's picture", "sound of another clip": "another clip's sound"}
+    print(table(["type", "n"] + [f"{names[w]}: {x}" for w in WHOLE for x in ("moves", "changes")], rows))
 
 
 # ------------------------------------------------------------------------------------------------- before / after

@@ -125,7 +125,9 @@ def test_bad_inputs_in_the_page_show_messages_and_the_page_keeps_working(browser
         clear = page.locator("#video-input button[aria-label=Clear]")
         if clear.count():                                # a clip is loaded: remove it to get the file input back
             clear.first.click()
-        page.locator("#video-input input[type=file]").set_input_files(str(path))
+        file_input = page.locator("#video-input input[type=file]")
+        file_input.wait_for(state="attached", timeout=60_000)   # re-rendered after Clear; slow on a busy machine
+        file_input.set_input_files(str(path), timeout=60_000)
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:

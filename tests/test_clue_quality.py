@@ -49,6 +49,29 @@ def test_box_cells_scale_with_the_frame_and_reject_bad_boxes():
         cq.box_cells((10, 10, 5, 20))
 
 
+def test_box_coverage_is_the_covered_share_of_each_cell():
+    cover = cq.box_coverage((32, 64, 80, 80)).reshape(7, 7)   # all of cell (2, 1), half of (2, 2), in row 2 only
+    assert cover[2, 1] == pytest.approx(0.5) and cover[2, 2] == pytest.approx(0.25)
+    assert cover.sum() == pytest.approx(48 * 16 / 32 ** 2)
+    assert (cover > 0).sum() == 2
+    assert cq.box_coverage((0, 0, 224, 224)).min() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        cq.box_coverage((10, 10, 5, 20))
+
+
+def test_oracle_cells_rank_the_player_by_coverage_then_the_nearest_cells():
+    instrument = (150, 140, 210, 200)          # columns 4..6, rows 4..6; covers (5, 5) whole
+    player = (150, 60, 210, 200)               # the person above it: rows 1..6
+    order = list(cq.top_k(cq.oracle_cells(instrument, player), 49))
+    assert order[:2] == [5 * 7 + 5, 4 * 7 + 5]     # covered whole by both, then by both but less of the instrument
+    touched = np.flatnonzero(cq.box_coverage(player) > 0)
+    assert set(order[:len(touched)]) == set(touched)
+    # a fully covered person cell outranks an instrument cell the box barely touches
+    assert order.index(2 * 7 + 5) < order.index(6 * 7 + 6)
+    # the cells neither touches: the one next to the instrument before the far corner
+    assert order.index(5 * 7 + 3) < order.index(0)
+
+
 def test_pointing_hit_and_miss():
     box = (150, 140, 210, 200)                     # right player: columns 4..6, rows 4..6
     clue = np.zeros((10, 49))
@@ -278,3 +301,39 @@ def test_quality_lines_read_the_checkpoints_record_or_say_not_measured():
     # the temporal title says the seconds are no proof
     clue = sc.ShownClue(sc.REFERENT_QUERY, "first", np.ones(4))
     assert "'first'" in sc.temporal_title(clue) and "not proof" in sc.temporal_title(clue)
+
+
+# --- one_visual_path: the deletion test reaching one of the model's two visual paths -------------------------------
+
+def _logits(model, visual, batch):
+    with torch.no_grad():
+        return model(**{**batch, "visual": visual}).logits
+
+
+@pytest.mark.parametrize("hierarchy", ["both", "high"])
+def test_one_visual_path_sends_the_change_through_that_path_only(hierarchy):
+    from mcd.model import MCD
+    from tests.conftest import make_batch, small_config
+    torch.manual_seed(0)
+    cfg = small_config(hierarchy=hierarchy)
+    model = MCD(cfg).eval()
+    batch = make_batch(cfg, B=3, labels=False)
+    V = batch["visual"][0]                                            # one clip [T,P,D], asked 3 questions
+    deleted = cq.replace_with_mean(V, [0, 2], axis=1)
+    whole, changed = _logits(model, V.expand(3, -1, -1, -1), batch), _logits(model, deleted.expand(3, -1, -1, -1), batch)
+    assert not torch.allclose(whole, changed)
+    with cq.one_visual_path(model, V, "patches"):
+        patches = _logits(model, deleted.expand(3, -1, -1, -1), batch)
+        assert torch.allclose(_logits(model, V.expand(3, -1, -1, -1), batch), whole, atol=1e-6)
+    with cq.one_visual_path(model, V, "frames"):
+        frames = _logits(model, deleted.expand(3, -1, -1, -1), batch)
+    if hierarchy == "high":       # no patch tokens: the change reaches the answer through the frame means alone
+        assert torch.allclose(patches, whole, atol=1e-6) and torch.allclose(frames, changed, atol=1e-6)
+    else:                         # both paths read the deleted cells, and neither alone gives the whole change
+        for one in (patches, frames):
+            assert not torch.allclose(one, whole) and not torch.allclose(one, changed)
+    # the hook is gone after the block
+    assert torch.allclose(_logits(model, deleted.expand(3, -1, -1, -1), batch), changed, atol=1e-6)
+    with pytest.raises(ValueError, match="path"):
+        with cq.one_visual_path(model, V, "pixels"):
+            pass

@@ -1,7 +1,7 @@
 """How right the clues are: pure functions for the pointing game, the temporal share and the deletion test.
 
-No model, scene graph or file here, only arrays and numbers, so the bench (`bench/clues.py`) and the demo can share
-them. Conventions (those of `MCD`'s clues and of the synth encoders):
+No scene graph or file here, only arrays and numbers (and `one_visual_path`, a hook that lets the deletion test
+reach one of the model's two visual paths), so the bench (`bench/clues.py`) and the demo can share them. Conventions (those of `MCD`'s clues and of the synth encoders):
 
 * a spatial clue is `[P]` or `[T, P]` over a `grid x grid` cell grid of the whole frame, row-major (P = 49, 7x7:
   cell p covers rows `p // grid`, columns `p % grid`, each `size / grid` pixels wide on a `size`-pixel frame);
@@ -16,6 +16,7 @@ answer more than replacing as many random ones.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -50,6 +51,29 @@ def box_cells(box: Sequence[float], grid: int = GRID, size: float = FRAME, margi
     m = margin * size / grid
     c = cell_centres(grid, size)
     return (c[:, 0] >= x0 - m) & (c[:, 0] <= x1 + m) & (c[:, 1] >= y0 - m) & (c[:, 1] <= y1 + m)
+
+
+def box_coverage(box: Sequence[float], grid: int = GRID, size: float = FRAME) -> np.ndarray:
+    """float [grid*grid]: the fraction of each cell's area that `box` (x0, y0, x1, y1 pixels) covers."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if x1 < x0 or y1 < y0:
+        raise ValueError(f"box {tuple(box)} must have x0 <= x1 and y0 <= y1")
+    step = size / grid
+    edges = np.arange(grid) * step
+    cover_x = np.clip(np.minimum(edges + step, x1) - np.maximum(edges, x0), 0, None) / step
+    cover_y = np.clip(np.minimum(edges + step, y1) - np.maximum(edges, y0), 0, None) / step
+    return np.outer(cover_y, cover_x).ravel()
+
+
+def oracle_cells(instrument: Sequence[float], player: Sequence[float], grid: int = GRID,
+                 size: float = FRAME) -> np.ndarray:
+    """float [grid*grid] ranking score of the cells by the scene graph, for the deletion test's oracle: how much of
+    each cell the instrument (counted twice) and its player cover, and the cells neither touches nearest the
+    instrument first. Why: if deleting the named player's own cells does not beat deleting random ones, no map that points at
+    the player can pass that test on this model, whatever the map."""
+    near = -np.hypot(*(cell_centres(grid, size) - [(instrument[0] + instrument[2]) / 2,
+                                                   (instrument[1] + instrument[3]) / 2]).T) / (1e3 * size)
+    return 2 * box_coverage(instrument, grid, size) + box_coverage(player, grid, size) + near
 
 
 def union_cells(boxes: Sequence[Sequence[float]], **kw) -> np.ndarray:
@@ -281,3 +305,30 @@ def pct(hits: Sequence[bool]) -> str:
     """'73.4% (n)' or '-' for none."""
     r, n = rate(hits)
     return "-" if n == 0 else f"{100 * r:.1f}% ({n})"
+
+
+# ------------------------------------------------------------------------------------------------- model paths
+
+@contextmanager
+def one_visual_path(model, original, path: str):
+    """Within the block, the model's visual features reach one path as given and the other as `original` [T,P,D]:
+    path "patches" = the deleted features reach the patch tokens (where every spatial clue attends) and the pooled
+    frame features are the original clip's; "frames" = the other way round. Why: the deletion test replaces cells
+    by the clip mean, which barely moves a frame's mean feature; this says which path the answer read the deleted
+    cells through. The model projects both paths with `visual_proj` (mcd.model.mcd, steps 1 and 3): [M,T,D] input
+    = the pooled frames, [M,T,P,D] = the patches."""
+    if path not in ("patches", "frames"):
+        raise ValueError(f"path must be 'patches' or 'frames', got {path!r}")
+
+    def swap(module, args):
+        x = args[0]
+        if path == "patches" and x.dim() == 3:
+            return (original.mean(dim=1).to(x.dtype).expand_as(x),)
+        if path == "frames" and x.dim() == 4:
+            return (original.to(x.dtype).expand_as(x),)
+        return None
+    handle = model.visual_proj.register_forward_pre_hook(swap)
+    try:
+        yield
+    finally:
+        handle.remove()
