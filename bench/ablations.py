@@ -51,6 +51,7 @@ ABLATIONS: dict[str, list[str]] = {
     "low-level-only": ["model.hierarchy=\"low\""],
     "high-level-only": ["model.hierarchy=\"high\""],
     "no-hints": ["model.hints=false"],
+    "no-frame-features": ["model.frame_features=false"],
     "no-text-objects": ["model.text_objects=\"none\""],
     "separate-aggregators": ["model.shared_aggregator=false"],
     "kd-mutual": ["model.kd_mode=\"mutual\""],

@@ -2,15 +2,16 @@
 faithfulness loss and see whether "where it looked" becomes what the answer needs.
 
     python bench/faithfulness_pilot.py OUT --data DIR --cache DIR [--checkpoint checkpoints/mcd-synth]
-        [--lam 1] [--lam-rand 0] [--margin 1] [--epochs 1]
+        [--lam 1] [--lam-rand 0] [--margin 1] [--epochs 1] [--lr 1e-4] [--no-frame-features]
 
 DIR: `mcd synth --splits train=0.9,val=0.1` clips with scene graphs; its features from the checkpoint's encoders
 (`mcd extract --encoders CHECKPOINT`). The loss: the top-k cells of a shown-like map (referent query maps of the
 keywords, else the type words' maps, else the question tokens'; detached) are swapped with another clip's cells,
 and softplus(lo_top - lo + margin) asks the gold answer's log-odds to fall by `margin` on visual and audio-visual
 questions; `--lam-rand` adds KL(answer | answer with k random cells swapped). `--lam 0 --lam-rand 0` is the
-control (the same fine-tune without it). Writes OUT as a checkpoint (the source's config, encoders and ood kept)
-for `bench/clues.py --checkpoint OUT`. Results: docs/clues.md.
+control (the same fine-tune without it). `--no-frame-features` fine-tunes the model with its visual segment
+tokens emptied (MCDConfig.frame_features), so the picture reaches the answer only through the patch tokens.
+Writes OUT as a checkpoint (the source's config, encoders and ood kept) for `bench/clues.py --checkpoint OUT`. Results: docs/clues.md.
 """
 import argparse
 import sys
@@ -41,12 +42,17 @@ p.add_argument("--epochs", type=int, default=1)
 p.add_argument("--lr", type=float, default=1e-4)
 p.add_argument("--k", type=int, default=3)
 p.add_argument("--margin", type=float, default=1.0)
+p.add_argument("--no-frame-features", action="store_true",
+               help="fine-tune with MCDConfig.frame_features off: the picture reaches the answer only through "
+                    "attention over the patch tokens")
 args = p.parse_args()
 
 seed_everything(0)
 torch.set_num_threads(1)
 ckpt = load_checkpoint(args.checkpoint)
 model = ckpt.model
+if args.no_frame_features:
+    model.config.frame_features = False
 recipe = load_recipe(args.recipe, [f"data.root={args.data}", f"data.features={args.cache}",
                                    f"encoders={args.checkpoint}"])
 enc = load_encoders(recipe.encoders)

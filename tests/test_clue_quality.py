@@ -337,3 +337,18 @@ def test_one_visual_path_sends_the_change_through_that_path_only(hierarchy):
     with pytest.raises(ValueError, match="path"):
         with cq.one_visual_path(model, V, "pixels"):
             pass
+
+
+def test_without_frame_features_the_picture_reaches_the_answer_through_the_patches_only():
+    from mcd.model import MCD
+    from tests.conftest import make_batch, small_config
+    torch.manual_seed(0)
+    cfg = small_config(frame_features=False)
+    model = MCD(cfg).eval()
+    batch = make_batch(cfg, B=3, labels=False)
+    V = batch["visual"][0]
+    deleted = cq.replace_with_mean(V, [1, 3], axis=1)
+    whole = _logits(model, V.expand(3, -1, -1, -1), batch)
+    with cq.one_visual_path(model, V, "frames"):          # the change reaches the (unused) frame means only
+        assert torch.allclose(_logits(model, deleted.expand(3, -1, -1, -1), batch), whole, atol=1e-6)
+    assert not torch.allclose(_logits(model, deleted.expand(3, -1, -1, -1), batch), whole)

@@ -353,7 +353,7 @@ def test_total_loss_is_the_weighted_sum():
 # --- ablations -------------------------------------------------------------------------------------------------
 ABLATIONS = [
     {"association_residual": False}, {"n_blocks": 0}, {"n_blocks": 3}, {"contrastive": False},
-    {"hierarchy": "low"}, {"hierarchy": "high"}, {"hints": False},
+    {"hierarchy": "low"}, {"hierarchy": "high"}, {"hints": False}, {"frame_features": False},
     {"text_objects": "keywords"}, {"text_objects": "types"}, {"text_objects": "none"},
     {"shared_aggregator": False}, {"kd_mode": "mutual"}, {"kd_mode": "cos"}, {"kd_mode": "nce"},
     {"lambda_kd": 0.0}, {"decision_fusion": True}, {"teacher_logit_kd": True},
@@ -507,6 +507,7 @@ def test_flat_extension_switches_of_format1_configs_are_nested():
     ({"d": 30, "n_heads": 4}, "divisible by n_heads"),
     ({"kd_mode": "l2"}, "kd_mode must be one of"),
     ({"hierarchy": "middle"}, "hierarchy must be one of"),
+    ({"frame_features": False, "hierarchy": "high"}, "frame_features=false needs the patch tokens"),
     ({"text_objects": "all"}, "text_objects must be one of"),
     ({"dropout": 1.0}, "dropout must be in"),
     ({"T": 0}, "T must be >= 1"),

@@ -67,6 +67,8 @@ class MCDConfig:
     kd_mode: str = "kl"                     # kl | mutual | cos | nce
     decision_fusion: bool = False           # keep decision-level AV fusion in the student's header
     teacher_logit_kd: bool = False          # extra KD from teacher logits to student logits
+    frame_features: bool = True             # segment tokens carry the frame's mean feature (False: the picture
+                                            # reaches the answer only through attention over the patch tokens)
     # our extensions (not in the paper's figure); all off = the paper's MCD (docs/model.md)
     extensions: ExtensionConfig = dataclasses.field(default_factory=lambda: ExtensionConfig())
     # baselines: a removed modality is fed as zeros (same architecture, same harness)
@@ -109,6 +111,9 @@ class MCDConfig:
         if not isinstance(self.extensions, ExtensionConfig):
             raise ConfigError(f"extensions must be an object, got {type(self.extensions).__name__}")
         self.extensions.validate()
+        if not self.frame_features and self.hierarchy == "high":
+            raise ConfigError("frame_features=false needs the patch tokens (hierarchy 'both' or 'low'): "
+                              "with hierarchy 'high' no visual feature would reach the answer")
         for name, choices in self._CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")

@@ -152,7 +152,10 @@ class MCD(nn.Module):
             audio = torch.zeros_like(audio)
 
         # 1. project the frozen encoders' features to width d
-        f_v = self.drop(self.visual_proj(visual.mean(dim=2)))                     # [Bav,T,d] pooled frames
+        if cfg.frame_features:
+            f_v = self.drop(self.visual_proj(visual.mean(dim=2)))                 # [Bav,T,d] pooled frames
+        else:   # the visual segment tokens hold only modality and position: the patches carry the picture
+            f_v = visual.new_zeros(visual.shape[0], T, d)
         f_a = self.drop(self.audio_proj(audio))                                   # [Bav,T,d]
         f_q = self.drop(self.text_proj(question))                                 # [B,L,d]
 
