@@ -987,11 +987,14 @@ def print_whole_input(out: dict, wholes) -> None:
 BEFORE_AFTER = (("spatial", "shown", "shown now"), ("temporal", "audio_high (shown)", "shown now (audio)"))
 
 
-def deletion_rates(deletions, kind: str, name: str, source: tuple[str, str] | None = None) -> dict:
+def deletion_rates(deletions, kind: str, name: str, source: tuple[str, str] | None = None,
+                   named_player: bool = False) -> dict:
     """beats (probability), and beats where a deletion moves p by >= 0.01, of one map's deletion rows; `source`
-    = ("spatial"|"temporal", source) keeps the questions where the shown clue came from it."""
+    = ("spatial"|"temporal", source) keeps the questions where the shown clue came from it, `named_player` those
+    naming one visible player (the oracle's questions)."""
     sel = [(q, d) for q, (d, _) in deletions.get((kind, name), [])
-           if source is None or q.data.get("sources", {}).get(source[0]) == source[1]]
+           if (source is None or q.data.get("sources", {}).get(source[0]) == source[1])
+           and (not named_player or q.player is not None)]
     decisive = [d.beats_random for _, d in sel if max(abs(d.drop_top), abs(d.drop_random)) >= 0.01]
     return {"n": len(sel), "beats": cq.rate([d.beats_random for _, d in sel])[0] if sel else None,
             "decisive_beats": cq.rate(decisive)[0] if decisive else None, "decisive_n": len(decisive)}
@@ -1059,8 +1062,14 @@ def clue_quality_record(args, out: dict, pointing, temporal, deletions) -> dict:
     def spatial(name, source):
         rec = pointing_rates(pointing, name)
         if measured:
-            rec["deletion_beats"] = deletion_rates(deletions, "cells", "shown now" if source else name,
-                                                   ("spatial", source) if source else None)["beats"]
+            shown, only = ("shown now", ("spatial", source)) if source else (name, None)
+            rec["deletion_beats"] = deletion_rates(deletions, "cells", shown, only)["beats"]
+            # on the questions naming a visible player: the map against that player's own cells (the ceiling of
+            # any map that points at the player)
+            named = deletion_rates(deletions, "cells", shown, only, named_player=True)
+            oracle = deletion_rates(deletions, "cells", ORACLE["cells"], only)
+            rec.update(named_deletion_beats=named["beats"], oracle_deletion_beats=oracle["beats"],
+                       n_named_deletion=named["n"])
         return rec
 
     def temporal_rec(name, source):

@@ -298,6 +298,15 @@ def test_quality_lines_read_the_checkpoints_record_or_say_not_measured():
     # too few measured questions: the rate is not stated
     few = {"spatial": {"type words": {"multi": 0.5, "n_multi": 4, "issue": 1.0, "n_issue": 339}}}
     assert "(multi)" not in sc.spatial_quality_line(sc.TYPE_WORDS, few)
+    # where a player is named: the map's rate beside that player's own cells' (the oracle), stated only with both
+    # and enough questions
+    oracle = {"spatial": {"referent query": {**QUALITY["spatial"]["referent query"], "named_deletion_beats": 0.701,
+                                             "oracle_deletion_beats": 0.634, "n_named_deletion": 876}}}
+    line = sc.spatial_quality_line(sc.REFERENT_QUERY, oracle)
+    assert "59% (70% where a player is named; the player's own cells: 63%)" in line
+    assert "player is named" not in sc.spatial_quality_line(sc.REFERENT_QUERY, QUALITY)
+    oracle["spatial"]["referent query"]["n_named_deletion"] = 4
+    assert "player is named" not in sc.spatial_quality_line(sc.REFERENT_QUERY, oracle)
     # the temporal title says the seconds are no proof
     clue = sc.ShownClue(sc.REFERENT_QUERY, "first", np.ones(4))
     assert "'first'" in sc.temporal_title(clue) and "not proof" in sc.temporal_title(clue)

@@ -131,7 +131,12 @@ def spatial_quality_line(source: str, quality: Mapping | None) -> str:
     if issue is not None:
         parts.append(f"on the solo clip's player in {_pct(issue)}")
     if rec.get("deletion_beats") is not None:
-        parts.append(f"its top cells matter more than random ones in {_pct(rec['deletion_beats'])}")
+        line = f"its top cells matter more than random ones in {_pct(rec['deletion_beats'])}"
+        # where a player is named, beside the ceiling of any map that points at it: that player's own cells
+        named, oracle = rec.get("named_deletion_beats"), rec.get("oracle_deletion_beats")
+        if named is not None and oracle is not None and rec.get("n_named_deletion", 0) >= MIN_QUESTIONS:
+            line += f" ({_pct(named)} where a player is named; the player's own cells: {_pct(oracle)})"
+        parts.append(line)
     return "benchmark: " + "; ".join(parts) if parts else f"benchmark: {NOT_MEASURED}"
 
 
