@@ -22,6 +22,10 @@ Three measures (the pure functions are in mcd.serving.clue_quality):
   clue inside the seconds it sounds, against those seconds' share of the clip (ratio 1 = uniform).
 * deletion: the top-k cells (over all frames) or seconds of a clue are replaced by the clip mean; the drop of the
   answer's probability is compared with that of k random ones (mean of --draws draws): "beats" = larger drop.
+  What any map could reach, in the same run: the oracle (the named player's own cells from the scene graph, the
+  named source's sounding seconds), the whole picture or sound replaced by the clip mean or by another clip's, and
+  the deletion reaching one of the model's two visual paths only (patch tokens or frame means;
+  `clue_quality.one_visual_path`).
 
 "evidence+" / "audio evidence+" are the demo's "what the answer rests on" figure (`QuestionResult.evidence`,
 mcd.serving.evidence: gradient x input, the deletion test's own change linearised), measured by all three tests
@@ -368,7 +372,8 @@ EVIDENCE_SPATIAL = ("evidence", "evidence+", "shown now x evidence+", "evidence+
 WHOLE = ("picture", "sound", "picture of another clip", "sound of another clip")
 
 #: the deletion test's oracles: the scene graph's named player (cells) and the seconds its source sounds
-ORACLE = {"cells": "oracle: the named player (scene graph)", "audio seconds": "oracle: its sounding seconds (scene graph)"}
+ORACLE = {"cells": "oracle: the named player (scene graph)",
+          "audio seconds": "oracle: its sounding seconds (scene graph)"}
 
 
 #: the maps whose deletion curves are measured (the demo's figures and the maps they replaced)
@@ -757,8 +762,9 @@ def main() -> None:
         got_path = {}
         for kind, path in PATHS.items():
             with cq.one_visual_path(model, V, path):
-                lp_path = forward_probs(pipeline, text, [r[0] for r in path_rows], torch.stack([r[1] for r in path_rows]),
-                                        A.expand(len(path_rows), -1, -1), qtype)
+                lp_path = forward_probs(pipeline, text, [r[0] for r in path_rows],
+                                        torch.stack([r[1] for r in path_rows]), A.expand(len(path_rows), -1, -1),
+                                        qtype)
             got_path.update({(kind, *key): lp for (_, _, key), lp in zip(path_rows, lp_path)})
         other_clip = (V, A)
         got = {key: logp[r] for r, key in enumerate(keys)}

@@ -329,7 +329,8 @@ def test_one_visual_path_sends_the_change_through_that_path_only(hierarchy):
     batch = make_batch(cfg, B=3, labels=False)
     V = batch["visual"][0]                                            # one clip [T,P,D], asked 3 questions
     deleted = cq.replace_with_mean(V, [0, 2], axis=1)
-    whole, changed = _logits(model, V.expand(3, -1, -1, -1), batch), _logits(model, deleted.expand(3, -1, -1, -1), batch)
+    whole = _logits(model, V.expand(3, -1, -1, -1), batch)
+    changed = _logits(model, deleted.expand(3, -1, -1, -1), batch)
     assert not torch.allclose(whole, changed)
     with cq.one_visual_path(model, V, "patches"):
         patches = _logits(model, deleted.expand(3, -1, -1, -1), batch)

@@ -1,7 +1,8 @@
 """How right the clues are: pure functions for the pointing game, the temporal share and the deletion test.
 
 No scene graph or file here, only arrays and numbers (and `one_visual_path`, a hook that lets the deletion test
-reach one of the model's two visual paths), so the bench (`bench/clues.py`) and the demo can share them. Conventions (those of `MCD`'s clues and of the synth encoders):
+reach one of the model's two visual paths), so the bench (`bench/clues.py`) and the demo can share them.
+Conventions (those of `MCD`'s clues and of the synth encoders):
 
 * a spatial clue is `[P]` or `[T, P]` over a `grid x grid` cell grid of the whole frame, row-major (P = 49, 7x7:
   cell p covers rows `p // grid`, columns `p % grid`, each `size / grid` pixels wide on a `size`-pixel frame);
@@ -69,8 +70,8 @@ def oracle_cells(instrument: Sequence[float], player: Sequence[float], grid: int
                  size: float = FRAME) -> np.ndarray:
     """float [grid*grid] ranking score of the cells by the scene graph, for the deletion test's oracle: how much of
     each cell the instrument (counted twice) and its player cover, and the cells neither touches nearest the
-    instrument first. Why: if deleting the named player's own cells does not beat deleting random ones, no map that points at
-    the player can pass that test on this model, whatever the map."""
+    instrument first. Why: if deleting the named player's own cells does not beat deleting random ones, no map that
+    points at the player can pass that test on this model, whatever the map."""
     near = -np.hypot(*(cell_centres(grid, size) - [(instrument[0] + instrument[2]) / 2,
                                                    (instrument[1] + instrument[3]) / 2]).T) / (1e3 * size)
     return 2 * box_coverage(instrument, grid, size) + box_coverage(player, grid, size) + near
