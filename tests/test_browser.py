@@ -30,6 +30,11 @@ except ImportError:
 
 pytestmark = pytest.mark.browser
 
+try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+except ImportError:                                      # the browser fixture skips these tests then
+    PlaywrightTimeout = TimeoutError
+
 CHROMIUM = Path(os.environ.get("MCD_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
@@ -123,10 +128,15 @@ def test_bad_inputs_in_the_page_show_messages_and_the_page_keeps_working(browser
 
     def upload(path: Path) -> None:
         clear = page.locator("#video-input button[aria-label=Clear]")
-        if clear.count():                                # a clip is loaded: remove it to get the file input back
-            clear.first.click()
         file_input = page.locator("#video-input input[type=file]")
-        file_input.wait_for(state="attached", timeout=60_000)   # re-rendered after Clear; slow on a busy machine
+        for _ in range(6):                               # a clip is loaded: remove it to get the file input back
+            if file_input.count() or not clear.count():
+                break
+            clear.first.click()   # a click right after a failed request can go unanswered: the user clicks again
+            try:
+                file_input.wait_for(state="attached", timeout=10_000)
+            except PlaywrightTimeout:
+                continue
         file_input.set_input_files(str(path), timeout=60_000)
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
