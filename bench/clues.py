@@ -547,6 +547,14 @@ def forward_probs(pipeline: Pipeline, text, rows: list[int], visual: torch.Tenso
 #: the deletion test with the change reaching one visual path of the model only (the other sees the whole clip)
 PATHS = {"cells, patch tokens only": "patches", "cells, frame means only": "frames"}
 PATH_MAPS = ("shown now", "evidence+")
+PATH_ROWS = ("random", *PATH_MAPS, ORACLE["cells"])       # the "cells" rows measured again per path
+
+
+def deletion_pair(lp0: np.ndarray, answer: int, lp: np.ndarray, random: list[np.ndarray]) -> tuple:
+    """The deletion test of one clue for `answer`, in probability and in log-odds: `lp0` the log-probabilities on
+    the whole clip, `lp` after deleting the clue's top entries, `random` after each random draw."""
+    return (cq.deletion(math.exp(lp0[answer]), math.exp(lp[answer]), [math.exp(r[answer]) for r in random]),
+            cq.deletion(cq.log_odds(lp0, answer), cq.log_odds(lp, answer), [cq.log_odds(r, answer) for r in random]))
 
 
 # ------------------------------------------------------------------------------------------------- tables
@@ -683,7 +691,6 @@ def main() -> None:
         # deletion test: per question, every map's top-k and the same random draws
         V, A = feats.visual, feats.audio
         rows, vis, aud, keys = [], [], [], []
-        path_rows: list[tuple[int, torch.Tensor, tuple]] = []     # (question, visual, key): one_visual_path rows
 
         def add(i, v, a, key):
             rows.append(i)
@@ -699,15 +706,6 @@ def main() -> None:
                 add(i, V, other_clip[1], (i, "whole", "sound of another clip"))
             rc = cq.random_k(rng, P, args.k_cells, args.draws)
             rs = cq.random_k(rng, T, args.k_seconds, args.draws)
-            for d in range(args.draws):
-                path_rows.append((i, cq.replace_with_mean(V, rc[d], axis=1), (i, "random", d)))
-            for name in PATH_MAPS:
-                if name in q.data["spatial"]:
-                    idx = cq.top_k(q.data["spatial"][name], args.k_cells)
-                    path_rows.append((i, cq.replace_with_mean(V, idx, axis=1), (i, name)))
-            if "cells" in q.data["oracle"]:
-                idx = cq.top_k(q.data["oracle"]["cells"], args.k_cells)
-                path_rows.append((i, cq.replace_with_mean(V, idx, axis=1), (i, ORACLE["cells"])))
             for d in range(args.draws):
                 add(i, cq.replace_with_mean(V, rc[d], axis=1), A, (i, "cells", "random", d))
                 add(i, V, cq.replace_with_mean(A, rs[d], axis=0), (i, "audio seconds", "random", d))
@@ -759,13 +757,15 @@ def main() -> None:
                             add(i, V, cq.replace_with_mean(A, order[:k], axis=0),
                                 (i, "audio seconds curve", name, k))
         logp = forward_probs(pipeline, text, rows, torch.stack(vis), torch.stack(aud), qtype)
+        # the same cell deletions (random, the path maps', the oracle's) again, reaching one visual path only
+        path_rows = [r for r, key in enumerate(keys) if key[1] == "cells" and key[2] in PATH_ROWS]
         got_path = {}
         for kind, path in PATHS.items():
             with cq.one_visual_path(model, V, path):
-                lp_path = forward_probs(pipeline, text, [r[0] for r in path_rows],
-                                        torch.stack([r[1] for r in path_rows]), A.expand(len(path_rows), -1, -1),
+                lp_path = forward_probs(pipeline, text, [rows[r] for r in path_rows],
+                                        torch.stack([vis[r] for r in path_rows]), A.expand(len(path_rows), -1, -1),
                                         qtype)
-            got_path.update({(kind, *key): lp for (_, _, key), lp in zip(path_rows, lp_path)})
+            got_path.update({(kind, keys[r][0], *keys[r][2:]): lp for r, lp in zip(path_rows, lp_path)})
         other_clip = (V, A)
         got = {key: logp[r] for r, key in enumerate(keys)}
         for i, q in enumerate(qs):
@@ -778,9 +778,7 @@ def main() -> None:
                 for name in (*PATH_MAPS, ORACLE["cells"]):
                     if (kind, i, name) in got_path:
                         lp = got_path[(kind, i, name)]
-                        deletions[(kind, name)].append((q, (
-                            cq.deletion(math.exp(lp0[a]), math.exp(lp[a]), [math.exp(r[a]) for r in rnd]),
-                            cq.deletion(cq.log_odds(lp0, a), cq.log_odds(lp, a), [cq.log_odds(r, a) for r in rnd]))))
+                        deletions[(kind, name)].append((q, deletion_pair(lp0, a, lp, rnd)))
             for what in WHOLE:
                 if (i, "whole", what) not in got:
                     continue
@@ -790,9 +788,7 @@ def main() -> None:
                 rnd = [got[(i, kind, "random", d)] for d in range(args.draws)]
                 for key, lp in got.items():
                     if key[0] == i and len(key) == 3 and key[1] == kind:
-                        deletions[(kind, key[2])].append((q, (
-                            cq.deletion(math.exp(lp0[a]), math.exp(lp[a]), [math.exp(r[a]) for r in rnd]),
-                            cq.deletion(cq.log_odds(lp0, a), cq.log_odds(lp, a), [cq.log_odds(r, a) for r in rnd]))))
+                        deletions[(kind, key[2])].append((q, deletion_pair(lp0, a, lp, rnd)))
 
             if args.curve:
                 for kind, steps, names in (("cells curve", steps_c, (*CURVE_CELLS, ORACLE["cells"])),

@@ -43,12 +43,18 @@ def cell_centres(grid: int = GRID, size: float = FRAME) -> np.ndarray:
     return np.stack([(cols + 0.5) * step, (rows + 0.5) * step], axis=1)
 
 
-def box_cells(box: Sequence[float], grid: int = GRID, size: float = FRAME, margin: float = 0.5) -> np.ndarray:
-    """bool [grid*grid]: the cells whose centre lies in `box` (x0, y0, x1, y1 pixels) grown by `margin` cells on
-    every side. With margin 0.5 these are exactly the cells the box touches (a box inside one cell gives that cell)."""
+def _corners(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) of a box as floats; a box whose corners are swapped is an error, not an empty box."""
     x0, y0, x1, y1 = (float(v) for v in box)
     if x1 < x0 or y1 < y0:
         raise ValueError(f"box {tuple(box)} must have x0 <= x1 and y0 <= y1")
+    return x0, y0, x1, y1
+
+
+def box_cells(box: Sequence[float], grid: int = GRID, size: float = FRAME, margin: float = 0.5) -> np.ndarray:
+    """bool [grid*grid]: the cells whose centre lies in `box` (x0, y0, x1, y1 pixels) grown by `margin` cells on
+    every side. With margin 0.5 these are exactly the cells the box touches (a box inside one cell gives that cell)."""
+    x0, y0, x1, y1 = _corners(box)
     m = margin * size / grid
     c = cell_centres(grid, size)
     return (c[:, 0] >= x0 - m) & (c[:, 0] <= x1 + m) & (c[:, 1] >= y0 - m) & (c[:, 1] <= y1 + m)
@@ -56,9 +62,7 @@ def box_cells(box: Sequence[float], grid: int = GRID, size: float = FRAME, margi
 
 def box_coverage(box: Sequence[float], grid: int = GRID, size: float = FRAME) -> np.ndarray:
     """float [grid*grid]: the fraction of each cell's area that `box` (x0, y0, x1, y1 pixels) covers."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    if x1 < x0 or y1 < y0:
-        raise ValueError(f"box {tuple(box)} must have x0 <= x1 and y0 <= y1")
+    x0, y0, x1, y1 = _corners(box)
     step = size / grid
     edges = np.arange(grid) * step
     cover_x = np.clip(np.minimum(edges + step, x1) - np.maximum(edges, x0), 0, None) / step

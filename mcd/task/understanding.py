@@ -786,32 +786,30 @@ class QuestionUnderstander:
         candidates.sort(key=lambda c: c.template.id)       # an exact tie goes to the lower template id
         fillable = [c for c in candidates if c.values is not None]
         best_c = max(fillable, key=lambda c: (c.score, c.similarity)) if fillable else None
-        if best_c is not None and reject_sim > best_c.similarity:
+
+        def refuse(why: str) -> Understanding:
+            """Not answered, saying why, with the nearest supported questions as suggestions."""
             suggestions = self._suggestions([candidate(int(i)) for i in by_similarity[:3]], mentions)
-            return Understanding(text, OUT_OF_SCOPE, similarity=round(best_c.similarity, 4),
-                                 note="not answered: it is nearer to questions the model does not answer (about "
-                                      "people, looks, names, prices, the song, ...) than to a supported one; "
-                                      + self._suggestion_text(suggestions), suggestions=tuple(suggestions))
-        if best_c is None or best_c.similarity < self.threshold:
-            suggestions = self._suggestions([candidate(int(i)) for i in by_similarity[:3]], mentions)
-            why = ("it does not look like one of the supported questions about the clip (only questions in "
-                   "English are understood)" if best_c is not None
-                   else "no supported question fits the words it uses")
             return Understanding(text, OUT_OF_SCOPE, similarity=None if best_c is None else round(best_c.similarity, 4),
                                  note=f"not answered: {why}; " + self._suggestion_text(suggestions),
                                  suggestions=tuple(suggestions))
+
+        if best_c is not None and reject_sim > best_c.similarity:
+            return refuse("it is nearer to questions the model does not answer (about people, looks, names, prices, "
+                          "the song, ...) than to a supported one")
+        if best_c is None:
+            return refuse("no supported question fits the words it uses")
+        if best_c.similarity < self.threshold:
+            return refuse("it does not look like one of the supported questions about the clip (only questions in "
+                          "English are understood)")
         dropped = dropped_side(best_c.template, mentions)
-        why = None
         if dropped is not None:
-            why = f"the nearest supported question cannot say '{dropped}', so its answer would be about another player"
-        elif best_c.form_mismatch and best_c.unused:
+            return refuse(f"the nearest supported question cannot say '{dropped}', so its answer would be about "
+                          "another player")
+        if best_c.form_mismatch and best_c.unused:
             # asked in another form (yes/no, how many, where) and leaving a slot word out: another question
-            why = f"the nearest supported question asks something else and leaves out '{best_c.unused[0].surface}'"
-        if why is not None:
-            suggestions = self._suggestions([candidate(int(i)) for i in by_similarity[:3]], mentions)
-            return Understanding(text, OUT_OF_SCOPE, similarity=round(best_c.similarity, 4),
-                                 note=f"not answered: {why}; " + self._suggestion_text(suggestions),
-                                 suggestions=tuple(suggestions))
+            return refuse(f"the nearest supported question asks something else and leaves out "
+                          f"'{best_c.unused[0].surface}'")
         unknown = [m.value("Object") for m in mentions
                    if m.value("Object") is not None and m.value("Object") not in self.instruments]
         return self._finish(text, best_c.template, best_c.values,  # type: ignore[arg-type]
