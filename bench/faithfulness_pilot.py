@@ -1,15 +1,20 @@
-"""Pilot for issue 31 (a negative result, kept so it can be re-run): fine-tune a checkpoint with an added
-faithfulness loss and see whether "where it looked" becomes what the answer needs.
+"""Pilots for issue 31, kept so they can be re-run: fine-tune a checkpoint with an added faithfulness loss and
+see whether "where it looked" becomes what the answer needs.
 
     python bench/faithfulness_pilot.py OUT --data DIR --cache DIR [--checkpoint checkpoints/mcd-synth]
         [--lam 1] [--lam-rand 0] [--margin 1] [--epochs 1] [--lr 1e-4] [--no-frame-features]
+        [--lam-context 0] [--lam-oracle 0] [--oracle-visual-only] [--lam-audio-context 0] [--lam-audio-oracle 0]
 
 DIR: `mcd synth --splits train=0.9,val=0.1` clips with scene graphs; its features from the checkpoint's encoders
 (`mcd extract --encoders CHECKPOINT`). The loss: the top-k cells of a shown-like map (referent query maps of the
 keywords, else the type words' maps, else the question tokens'; detached) are swapped with another clip's cells,
 and softplus(lo_top - lo + margin) asks the gold answer's log-odds to fall by `margin` on visual and audio-visual
-questions; `--lam-rand` adds KL(answer | answer with k random cells swapped). `--lam 0 --lam-rand 0` is the
-control (the same fine-tune without it). `--no-frame-features` fine-tunes the model with its visual segment
+questions; `--lam-rand` adds KL(answer | answer with k random cells swapped). `--lam-context` and `--lam-oracle`
+use the scene graphs instead of a map, on questions whose keywords name visible players: KL(answer | answer with
+3-24 random cells outside those players replaced by the clip mean) teaches the answer to ignore the rest of the
+picture, and softplus(lo_players - lo + margin) asks it to fall when the players' own cells are the clip mean;
+`--lam-audio-*` do the same with the seconds a named source sounds in. `--lam 0` without the others is the control
+(the same fine-tune without them). `--no-frame-features` fine-tunes the model with its visual segment
 tokens emptied (MCDConfig.frame_features), so the picture reaches the answer only through the patch tokens.
 Writes OUT as a checkpoint (the source's config, encoders and ood kept) for `bench/clues.py --checkpoint OUT`. Results: docs/clues.md.
 """
@@ -23,6 +28,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mcd.data.extract import load_encoders
+from mcd.serving import clue_quality as cq
+from mcd.synth import glyphs
+from mcd.synth.qa import keyword_referent
+from mcd.synth.scene import Player
+from bench.clues import player_box   # the drawn person's box, as the bench scores it
 from mcd.model.checkpoint import RESERVED_KEYS, load_checkpoint, save_checkpoint
 from mcd.task.questions import QUESTION_TYPES
 from mcd.training.recipe import load_recipe
@@ -38,6 +48,16 @@ p.add_argument("--data", type=Path, required=True)
 p.add_argument("--cache", type=Path, required=True)
 p.add_argument("--lam", type=float, default=1.0)
 p.add_argument("--lam-rand", type=float, default=0.0)
+p.add_argument("--lam-context", type=float, default=0.0,
+               help="weight of KL(answer | answer with random cells off the named players deleted)")
+p.add_argument("--lam-oracle", type=float, default=0.0,
+               help="weight of the margin loss on deleting the named players' own cells")
+p.add_argument("--oracle-visual-only", action="store_true",
+               help="apply --lam-oracle to visual and audio-visual questions only (default: every type)")
+p.add_argument("--lam-audio-context", type=float, default=0.0,
+               help="weight of KL(answer | answer with the seconds no named source sounds in deleted)")
+p.add_argument("--lam-audio-oracle", type=float, default=0.0,
+               help="weight of the margin loss on deleting the seconds a named source sounds in")
 p.add_argument("--epochs", type=int, default=1)
 p.add_argument("--lr", type=float, default=1e-4)
 p.add_argument("--k", type=int, default=3)
@@ -64,6 +84,57 @@ val_answers = {r.question_id: r.answer for r in val_set.records}
 loader = train_set.loader(64, shuffle=True, seed=0)
 val_loader = val_set.loader(64, shuffle=False)
 VISUAL_TYPES = torch.tensor([not t.startswith("Audio/") for t in QUESTION_TYPES])
+
+
+def named_player_cells(records, grounding) -> dict[int, torch.Tensor]:
+    """question id -> bool [P]: the cells of every visible player its keywords name (union), from the scene graphs;
+    questions naming none are left out."""
+    person = glyphs.glyph("openmoji", glyphs.person_key())
+    aspect = person.width / person.height
+    out = {}
+    for r in records:
+        scene = grounding.scene(r.video_id)
+        cells = None
+        for word in r.keywords:
+            src = keyword_referent(scene, word)
+            if isinstance(src, Player):
+                c = cq.box_cells(src.bbox) | cq.box_cells(player_box(src, aspect))
+                cells = c if cells is None else cells | c
+        if cells is not None:
+            out[r.question_id] = torch.as_tensor(cells)
+    return out
+
+
+def mean_filled(visual_q, mask):
+    """visual_q [B,T,P,D] with the cells `mask` [B,P] of every frame replaced by each clip's mean cell."""
+    mean = visual_q.mean(dim=(1, 2), keepdim=True)
+    return torch.where(mask[:, None, :, None], mean, visual_q)
+
+
+def named_sounding_seconds(records, grounding) -> dict[int, torch.Tensor]:
+    """question id -> bool [T]: the seconds (segments) in which any source its keywords name sounds; questions
+    naming no sounding source are left out."""
+    out = {}
+    for r in records:
+        sounding = None
+        for word in r.keywords:
+            a = grounding.attributes(r.video_id, word)
+            if a is not None and a["sounds"] > 0:
+                s = a["segments"] > 0
+                sounding = s if sounding is None else sounding | s
+        if sounding is not None and sounding.any():
+            out[r.question_id] = sounding
+    return out
+
+
+PLAYER_CELLS = named_player_cells(records["train"], grounding) if args.lam_context or args.lam_oracle else {}
+SOUNDING = (named_sounding_seconds(records["train"], grounding)
+            if args.lam_audio_context or args.lam_audio_oracle else {})
+if SOUNDING:
+    print(f"{len(SOUNDING)} of {len(records['train'])} training questions name a sounding source", flush=True)
+AUDIO_TYPES = torch.tensor([not t.startswith("Visual/") for t in QUESTION_TYPES])
+if PLAYER_CELLS:
+    print(f"{len(PLAYER_CELLS)} of {len(records['train'])} training questions name a visible player", flush=True)
 
 
 def val_acc():
@@ -145,6 +216,65 @@ for epoch in range(args.epochs):
             for k, v in (("top", l_top), ("rnd", l_rnd), ("drop_top", (lo0 - lo_top).mean()),
                          ("drop_rnd", (lo0 - lo_rnd).mean())):
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
+        if args.lam_context > 0 or args.lam_oracle > 0:
+            rows = [i for i, q in enumerate(batch.question_ids) if q in PLAYER_CELLS]
+            if rows:
+                idx = torch.tensor(rows)
+                players = torch.stack([PLAYER_CELLS[batch.question_ids[i]] for i in rows])   # [n,P]
+                visual_q = inputs["visual"][inputs["video_index"][idx]]
+                audio_q = inputs["audio"][inputs["video_index"][idx]]
+                n, P = players.shape
+                # context: 3-24 random cells off the players
+                score = torch.rand(n, P).masked_fill(players, 2.0)
+                k = torch.randint(3, 25, (n, 1))
+                context = (score.argsort(1).argsort(1) < k) & ~players
+                vis2 = torch.cat([mean_filled(visual_q, context), mean_filled(visual_q, players)])
+                rest = {key: torch.cat([v[idx], v[idx]]) for key, v in inputs.items()
+                        if key in ("question", "question_mask", "objects", "objects_mask", "objects_kind",
+                                   "question_type")}
+                out2 = model(visual=vis2, audio=torch.cat([audio_q, audio_q]), **rest)
+                y = inputs["labels"][idx]
+                ref = out.logits[idx].detach()
+                l_ctx = F.kl_div(out2.logits[:n].log_softmax(-1), ref.log_softmax(-1), log_target=True,
+                                 reduction="batchmean")
+                lo0 = log_odds(ref, y)
+                lo_pl = log_odds(out2.logits[n:], y)
+                qt = inputs["question_type"][idx].clamp(min=0)
+                w = VISUAL_TYPES[qt].float() if args.oracle_visual_only else torch.ones(n)
+                l_or = (F.softplus(lo_pl - lo0 + args.margin) * w).sum() / w.sum().clamp(min=1)
+                loss = loss + args.lam_context * l_ctx + args.lam_oracle * l_or
+                for key, v in (("ctx", l_ctx), ("oracle", l_or), ("drop_players", (lo0 - lo_pl).mean()),
+                               ("drop_context", (lo0 - log_odds(out2.logits[:n], y)).mean())):
+                    sums[key] = sums.get(key, 0.0) + float(v.detach())
+        if args.lam_audio_context > 0 or args.lam_audio_oracle > 0:
+            rows = [i for i, q in enumerate(batch.question_ids) if q in SOUNDING]
+            if rows:
+                idx = torch.tensor(rows)
+                sounding = torch.stack([SOUNDING[batch.question_ids[i]] for i in rows])   # [n,T]
+                visual_q = inputs["visual"][inputs["video_index"][idx]]
+                audio_q = inputs["audio"][inputs["video_index"][idx]]
+                n = len(rows)
+                mean = audio_q.mean(dim=1, keepdim=True)
+                aud2 = torch.cat([torch.where(~sounding[..., None], mean, audio_q),
+                                  torch.where(sounding[..., None], mean, audio_q)])
+                rest = {key: torch.cat([v[idx], v[idx]]) for key, v in inputs.items()
+                        if key in ("question", "question_mask", "objects", "objects_mask", "objects_kind",
+                                   "question_type")}
+                out3 = model(visual=torch.cat([visual_q, visual_q]), audio=aud2, **rest)
+                y = inputs["labels"][idx]
+                ref = out.logits[idx].detach()
+                silent = (~sounding).any(1).float()   # a context to delete exists
+                kl = F.kl_div(out3.logits[:n].log_softmax(-1), ref.log_softmax(-1), log_target=True,
+                              reduction="none").sum(-1)
+                l_actx = (kl * silent).sum() / silent.sum().clamp(min=1)
+                qt = inputs["question_type"][idx].clamp(min=0)
+                w = AUDIO_TYPES[qt].float()
+                lo0 = log_odds(ref, y)
+                lo_snd = log_odds(out3.logits[n:], y)
+                l_aor = (F.softplus(lo_snd - lo0 + args.margin) * w).sum() / w.sum().clamp(min=1)
+                loss = loss + args.lam_audio_context * l_actx + args.lam_audio_oracle * l_aor
+                for key, v in (("actx", l_actx), ("aoracle", l_aor), ("drop_sounding", (lo0 - lo_snd).mean())):
+                    sums[key] = sums.get(key, 0.0) + float(v.detach())
         sums["loss"] = sums.get("loss", 0.0) + float(out.loss.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
