@@ -127,6 +127,39 @@ def named_sounding_seconds(records, grounding) -> dict[int, torch.Tensor]:
     return out
 
 
+TEXT_INPUTS = ("question", "question_mask", "objects", "objects_mask", "objects_kind", "question_type")
+
+
+def scene_terms(out, inputs, idx, visual2, audio2):
+    """The scene-graph terms of the batch rows `idx`, whose inputs with the context deleted and with the referent
+    deleted are stacked in `visual2`/`audio2` ([2n,...]): per row, KL(answer | context deleted), the margin
+    softplus(lo_deleted - lo + margin) of the gold answer's log-odds, and the log-odds drops of both deletions."""
+    n = len(idx)
+    rest = {key: torch.cat([v[idx], v[idx]]) for key, v in inputs.items() if key in TEXT_INPUTS}
+    out2 = model(visual=visual2, audio=audio2, **rest)
+    y = inputs["labels"][idx]
+    ref = out.logits[idx].detach()
+    kl = F.kl_div(out2.logits[:n].log_softmax(-1), ref.log_softmax(-1), log_target=True, reduction="none").sum(-1)
+    lo0, lo_ctx, lo_del = log_odds(ref, y), log_odds(out2.logits[:n], y), log_odds(out2.logits[n:], y)
+    return kl, F.softplus(lo_del - lo0 + args.margin), lo0 - lo_ctx, lo0 - lo_del
+
+
+def scene_rows(batch, inputs, table):
+    """(row indices, their masks from `table` (question id -> mask), their clips' visual and audio) for the batch
+    questions `table` holds; None if it holds none."""
+    rows = [i for i, q in enumerate(batch.question_ids) if q in table]
+    if not rows:
+        return None
+    idx = torch.tensor(rows)
+    clips = inputs["video_index"][idx]
+    masks = torch.stack([table[batch.question_ids[i]] for i in rows])
+    return idx, masks, inputs["visual"][clips], inputs["audio"][clips]
+
+
+def weighted_mean(x, w):
+    return (x * w).sum() / w.sum().clamp(min=1)
+
+
 PLAYER_CELLS = named_player_cells(records["train"], grounding) if args.lam_context or args.lam_oracle else {}
 SOUNDING = (named_sounding_seconds(records["train"], grounding)
             if args.lam_audio_context or args.lam_audio_oracle else {})
@@ -217,63 +250,38 @@ for epoch in range(args.epochs):
                          ("drop_rnd", (lo0 - lo_rnd).mean())):
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
         if args.lam_context > 0 or args.lam_oracle > 0:
-            rows = [i for i, q in enumerate(batch.question_ids) if q in PLAYER_CELLS]
-            if rows:
-                idx = torch.tensor(rows)
-                players = torch.stack([PLAYER_CELLS[batch.question_ids[i]] for i in rows])   # [n,P]
-                visual_q = inputs["visual"][inputs["video_index"][idx]]
-                audio_q = inputs["audio"][inputs["video_index"][idx]]
+            found = scene_rows(batch, inputs, PLAYER_CELLS)
+            if found:
+                idx, players, visual_q, audio_q = found   # players [n,P]
                 n, P = players.shape
                 # context: 3-24 random cells off the players
                 score = torch.rand(n, P).masked_fill(players, 2.0)
                 k = torch.randint(3, 25, (n, 1))
                 context = (score.argsort(1).argsort(1) < k) & ~players
-                vis2 = torch.cat([mean_filled(visual_q, context), mean_filled(visual_q, players)])
-                rest = {key: torch.cat([v[idx], v[idx]]) for key, v in inputs.items()
-                        if key in ("question", "question_mask", "objects", "objects_mask", "objects_kind",
-                                   "question_type")}
-                out2 = model(visual=vis2, audio=torch.cat([audio_q, audio_q]), **rest)
-                y = inputs["labels"][idx]
-                ref = out.logits[idx].detach()
-                l_ctx = F.kl_div(out2.logits[:n].log_softmax(-1), ref.log_softmax(-1), log_target=True,
-                                 reduction="batchmean")
-                lo0 = log_odds(ref, y)
-                lo_pl = log_odds(out2.logits[n:], y)
+                kl, margin, drop_ctx, drop_del = scene_terms(
+                    out, inputs, idx, torch.cat([mean_filled(visual_q, context), mean_filled(visual_q, players)]),
+                    torch.cat([audio_q, audio_q]))
                 qt = inputs["question_type"][idx].clamp(min=0)
                 w = VISUAL_TYPES[qt].float() if args.oracle_visual_only else torch.ones(n)
-                l_or = (F.softplus(lo_pl - lo0 + args.margin) * w).sum() / w.sum().clamp(min=1)
+                l_ctx, l_or = kl.mean(), weighted_mean(margin, w)
                 loss = loss + args.lam_context * l_ctx + args.lam_oracle * l_or
-                for key, v in (("ctx", l_ctx), ("oracle", l_or), ("drop_players", (lo0 - lo_pl).mean()),
-                               ("drop_context", (lo0 - log_odds(out2.logits[:n], y)).mean())):
+                for key, v in (("ctx", l_ctx), ("oracle", l_or), ("drop_players", drop_del.mean()),
+                               ("drop_context", drop_ctx.mean())):
                     sums[key] = sums.get(key, 0.0) + float(v.detach())
         if args.lam_audio_context > 0 or args.lam_audio_oracle > 0:
-            rows = [i for i, q in enumerate(batch.question_ids) if q in SOUNDING]
-            if rows:
-                idx = torch.tensor(rows)
-                sounding = torch.stack([SOUNDING[batch.question_ids[i]] for i in rows])   # [n,T]
-                visual_q = inputs["visual"][inputs["video_index"][idx]]
-                audio_q = inputs["audio"][inputs["video_index"][idx]]
-                n = len(rows)
+            found = scene_rows(batch, inputs, SOUNDING)
+            if found:
+                idx, sounding, visual_q, audio_q = found   # sounding [n,T]
                 mean = audio_q.mean(dim=1, keepdim=True)
-                aud2 = torch.cat([torch.where(~sounding[..., None], mean, audio_q),
-                                  torch.where(sounding[..., None], mean, audio_q)])
-                rest = {key: torch.cat([v[idx], v[idx]]) for key, v in inputs.items()
-                        if key in ("question", "question_mask", "objects", "objects_mask", "objects_kind",
-                                   "question_type")}
-                out3 = model(visual=torch.cat([visual_q, visual_q]), audio=aud2, **rest)
-                y = inputs["labels"][idx]
-                ref = out.logits[idx].detach()
+                kl, margin, _, drop_del = scene_terms(
+                    out, inputs, idx, torch.cat([visual_q, visual_q]),
+                    torch.cat([torch.where(~sounding[..., None], mean, audio_q),
+                               torch.where(sounding[..., None], mean, audio_q)]))
                 silent = (~sounding).any(1).float()   # a context to delete exists
-                kl = F.kl_div(out3.logits[:n].log_softmax(-1), ref.log_softmax(-1), log_target=True,
-                              reduction="none").sum(-1)
-                l_actx = (kl * silent).sum() / silent.sum().clamp(min=1)
                 qt = inputs["question_type"][idx].clamp(min=0)
-                w = AUDIO_TYPES[qt].float()
-                lo0 = log_odds(ref, y)
-                lo_snd = log_odds(out3.logits[n:], y)
-                l_aor = (F.softplus(lo_snd - lo0 + args.margin) * w).sum() / w.sum().clamp(min=1)
+                l_actx, l_aor = weighted_mean(kl, silent), weighted_mean(margin, AUDIO_TYPES[qt].float())
                 loss = loss + args.lam_audio_context * l_actx + args.lam_audio_oracle * l_aor
-                for key, v in (("actx", l_actx), ("aoracle", l_aor), ("drop_sounding", (lo0 - lo_snd).mean())):
+                for key, v in (("actx", l_actx), ("aoracle", l_aor), ("drop_sounding", drop_del.mean())):
                     sums[key] = sums.get(key, 0.0) + float(v.detach())
         sums["loss"] = sums.get("loss", 0.0) + float(out.loss.detach())
         opt.zero_grad(set_to_none=True)
