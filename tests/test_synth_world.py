@@ -262,7 +262,7 @@ def test_stereo_channels_differ_by_position_as_intended(banks, instrument) -> No
         tracks, _ = scene_tracks(s)
         want, got = np.sum(tracks, axis=0) * MASTER_GAIN, downmix(mix_stereo(s)).astype(np.float64)
         k = float(np.dot(got, want) / np.dot(want, want))
-        assert 0.3 < k <= 1.0 + 1e-6
+        assert 0.3 < k <= 1.0 + 1e-5   # the gain never amplifies; the mix is float32, so k carries its rounding
         np.testing.assert_allclose(got, k * want, atol=2e-6)
     assert ild["left"] == pytest.approx(-ild["right"], abs=1e-6)
 
