@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mcd.serving import clue_quality as cq  # noqa: E402
 from mcd.serving.pipeline import Pipeline  # noqa: E402
 from mcd.synth.qa import keyword_referent, select_questions  # noqa: E402
+from mcd.synth.render import player_box  # noqa: E402
 from mcd.synth.scene import (BACKGROUNDS, DURATION, SYNTH_INSTRUMENTS, Player, Scene,  # noqa: E402
                              Voiceover, _positions, _q, _sample_source, layout_players, sample_scene,
                              video_id_of, video_rng)
@@ -153,17 +154,6 @@ def test_set(args) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------- targets
-
-def player_box(p: Player, person_aspect: float) -> tuple[float, float, float, float]:
-    """The player's instrument box grown by the person drawn behind it (mcd.synth.render: a person 1.35-1.6 times
-    the box's longest side, its feet 15% of the box height below the box, centred on it); the smallest person."""
-    x0, y0, x1, y1 = p.bbox
-    w, h = x1 - x0, y1 - y0
-    ph = 1.35 * max(w, h)
-    pw = ph * person_aspect
-    cx, bottom = (x0 + x1) / 2, y1 + 0.15 * h
-    return (min(x0, cx - pw / 2), min(y0, bottom - ph), max(x1, cx + pw / 2), max(y1, bottom))
-
 
 @dataclass
 class Question:

@@ -28,15 +28,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mcd.data.extract import load_encoders
-from mcd.serving import clue_quality as cq
-from mcd.synth import glyphs
-from mcd.synth.qa import keyword_referent
-from mcd.synth.scene import Player
-from bench.clues import player_box   # the drawn person's box, as the bench scores it
 from mcd.model.checkpoint import RESERVED_KEYS, load_checkpoint, save_checkpoint
 from mcd.task.questions import QUESTION_TYPES
 from mcd.training.recipe import load_recipe
 from mcd.training.train import build_data, lr_at, scene_grounding, seed_everything
+from mcd.training.scene_deletion import TEXT_INPUTS, log_odds, mean_filled, named_player_cells
 from mcd.data.dataset import QADataset
 from mcd.evaluation.inference import accuracy, prediction_rows
 
@@ -86,31 +82,6 @@ val_loader = val_set.loader(64, shuffle=False)
 VISUAL_TYPES = torch.tensor([not t.startswith("Audio/") for t in QUESTION_TYPES])
 
 
-def named_player_cells(records, grounding) -> dict[int, torch.Tensor]:
-    """question id -> bool [P]: the cells of every visible player its keywords name (union), from the scene graphs;
-    questions naming none are left out."""
-    person = glyphs.glyph("openmoji", glyphs.person_key())
-    aspect = person.width / person.height
-    out = {}
-    for r in records:
-        scene = grounding.scene(r.video_id)
-        cells = None
-        for word in r.keywords:
-            src = keyword_referent(scene, word)
-            if isinstance(src, Player):
-                c = cq.box_cells(src.bbox) | cq.box_cells(player_box(src, aspect))
-                cells = c if cells is None else cells | c
-        if cells is not None:
-            out[r.question_id] = torch.as_tensor(cells)
-    return out
-
-
-def mean_filled(visual_q, mask):
-    """visual_q [B,T,P,D] with the cells `mask` [B,P] of every frame replaced by each clip's mean cell."""
-    mean = visual_q.mean(dim=(1, 2), keepdim=True)
-    return torch.where(mask[:, None, :, None], mean, visual_q)
-
-
 def named_sounding_seconds(records, grounding) -> dict[int, torch.Tensor]:
     """question id -> bool [T]: the seconds (segments) in which any source its keywords name sounds; questions
     naming no sounding source are left out."""
@@ -125,9 +96,6 @@ def named_sounding_seconds(records, grounding) -> dict[int, torch.Tensor]:
         if sounding is not None and sounding.any():
             out[r.question_id] = sounding
     return out
-
-
-TEXT_INPUTS = ("question", "question_mask", "objects", "objects_mask", "objects_kind", "question_type")
 
 
 def scene_terms(out, inputs, idx, visual2, audio2):
@@ -160,7 +128,7 @@ def weighted_mean(x, w):
     return (x * w).sum() / w.sum().clamp(min=1)
 
 
-PLAYER_CELLS = named_player_cells(records["train"], grounding) if args.lam_context or args.lam_oracle else {}
+PLAYER_CELLS = named_player_cells(records["train"], grounding, 49) if args.lam_context or args.lam_oracle else {}
 SOUNDING = (named_sounding_seconds(records["train"], grounding)
             if args.lam_audio_context or args.lam_audio_oracle else {})
 if SOUNDING:
@@ -175,13 +143,6 @@ def val_acc():
     acc = accuracy(prediction_rows(model, val_loader), val_answers)
     model.train()
     return acc
-
-
-def log_odds(logits, y):
-    lp = logits.log_softmax(-1)
-    pick = lp.gather(1, y[:, None])[:, 0]
-    rest = lp.masked_fill(F.one_hot(y, lp.shape[-1]).bool(), float("-inf")).logsumexp(-1)
-    return pick - rest
 
 
 def shown_like(out, inputs):

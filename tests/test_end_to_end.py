@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -262,3 +263,42 @@ def test_two_processes_make_the_steps_of_one(quick_run, capfd):
         assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", "train.processes=2",
                      "--set", "train.epochs=1", "--set", "model.lambda_kd=0", "--out", "runs/ddp-no-kd"]) == 0
         assert json.loads(capfd.readouterr().out.strip().splitlines()[-1])["world_size"] == 2
+
+
+def test_faithfulness_fine_tune_runs_on_the_real_loop(quick_run, capfd):
+    """`train.init` + `train.faithfulness` through `mcd train`, in two processes: a grounded model is fine-tuned
+    from its own weights with the scene-graph deletion terms. At a vanishing learning rate the fine-tune scores what
+    its source scored (it starts from the source's weights, not from scratch), the terms and the log-odds drops are
+    logged, and the recipe is recorded. A source of another architecture and recipes without scene graphs or with a
+    bad section are refused before any work, leaving no output folder. (What the terms do to the shipped model:
+    docs/clues.md.)"""
+    grounded = ["--set", "model.extensions.grounding.enabled=true", "--set", "model.extensions.grounding.referent_query=true"]
+    with contextlib.chdir(quick_run):
+        assert main(["train", "--config", "synth-quick.json", "--quiet", *grounded, "--set", "train.epochs=2",
+                     "--out", "runs/faith-source"]) == 0
+        capfd.readouterr()
+        assert main(["train", "--config", "synth-quick.json", "--quiet", *grounded, "--set", "train.epochs=1",
+                     "--set", "train.processes=2", "--set", "train.lr=1e-9", "--set", "train.warmup_steps=1",
+                     "--set", "train.init=runs/faith-source/best",
+                     "--set", 'train.faithfulness={"context": 1, "oracle": 1}', "--out", "runs/faith"]) == 0
+        assert json.loads(capfd.readouterr().out.strip().splitlines()[-1])["world_size"] == 2
+        source = [json.loads(line) for line in Path("runs/faith-source/log.jsonl").read_text().splitlines()]
+        (entry,) = [json.loads(line) for line in Path("runs/faith/log.jsonl").read_text().splitlines()]
+        assert entry["val_acc"] == pytest.approx(max(e["val_acc"] for e in source), abs=0.01)
+        for key in ("train_faith_context", "train_faith_oracle", "train_drop_players", "train_drop_context"):
+            assert math.isfinite(entry[key]), key
+        assert entry["train_faith_context"] >= 0 and entry["train_faith_oracle"] > 0
+        config = json.loads(Path("runs/faith/best/config.json").read_text())
+        assert config["provenance"]["recipe"]["train"]["faithfulness"] == {"context": 1, "oracle": 1}
+
+        # refusals: a checkpoint of another model (no grounding head), no scene graphs, a bad weight
+        assert main(["train", "--config", "synth-quick.json", "--quiet", *grounded,
+                     "--set", "train.init=runs/synth-quick/best", "--out", "runs/faith-bad"]) != 0
+        assert "is not a checkpoint of this recipe's model" in capfd.readouterr().err
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", 'train.faithfulness={"oracle": 1}',
+                     "--out", "runs/faith-bad"]) != 0
+        assert "needs the scene graphs" in capfd.readouterr().err
+        assert main(["train", "--config", "synth-quick.json", "--quiet", "--set", 'train.faithfulness={"oracle": -1}',
+                     "--out", "runs/faith-bad"]) != 0
+        assert "oracle must be a number >= 0" in capfd.readouterr().err
+        assert not Path("runs/faith-bad").exists()

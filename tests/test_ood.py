@@ -418,3 +418,38 @@ def test_synth_contrast_renders_foreign_music_resumably(tmp_path, capsys):
     assert clips[0].stat().st_mtime_ns == before and (out / "002.mp4").is_file()
     assert main(["synth-contrast", "--out", str(out), "--clips", "0"]) != 0
     assert "--clips must be at least 1" in capsys.readouterr().err
+
+
+def test_a_fine_tune_carries_its_sources_calibration_only_with_the_same_encoders(calibrated, tmp_path):
+    """`mcd reproduce` of a fine-tune recipe (train.init) gives the result the source's out-of-domain calibration
+    instead of calibrating again, because the detector reads only the encoders' features; with other encoder
+    weights nothing is carried and nothing is written."""
+    from safetensors.torch import load_file, save_file
+
+    from mcd.model.checkpoint import update_config_section
+    from mcd.training.reproduce import _ood_calibrated, carry_ood
+
+    def uncalibrated(name: str) -> Path:
+        dest = tmp_path / name
+        shutil.copytree(calibrated, dest)
+        update_config_section(dest, "ood", None, {})
+        assert not _ood_calibrated(dest) and not any(k.startswith("ood.") for k in load_file(dest / "model.safetensors"))
+        return dest
+
+    dest = uncalibrated("fine-tune")
+    assert carry_ood(calibrated, dest)
+    assert json.loads((dest / "config.json").read_text())["ood"] == json.loads((calibrated / "config.json").read_text())["ood"]
+    src, got = load_file(calibrated / "model.safetensors"), load_file(dest / "model.safetensors")
+    assert {k for k in got if k.startswith("ood.")} == {k for k in src if k.startswith("ood.")}
+    assert all(torch.equal(got[k], src[k]) for k in src)
+    assert Pipeline(dest, device="cpu").ood_threshold is not None
+
+    other = uncalibrated("other-encoders")
+    weights = load_file(other / "model.safetensors")
+    name = next(k for k in weights if not k.startswith(("model.", "ood.")) and weights[k].is_floating_point())
+    weights[name] = weights[name] + 1
+    save_file(weights, other / "model.safetensors")
+    before = (other / "config.json").read_text()
+    assert not carry_ood(calibrated, other)
+    assert (other / "config.json").read_text() == before
+    assert not carry_ood(other, dest)            # a source without a calibration gives none

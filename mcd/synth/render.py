@@ -24,6 +24,22 @@ from mcd.synth.scene import Scene, layout_players, note_onsets
 
 RenderError = AssetError   # the name world v1's callers catch
 
+#: a player's person glyph: its height is this many times the instrument box's longest side (drawn per player
+#: uniformly in the range), its feet this share of the box's height below the box's bottom, centred on the box
+PERSON_SCALE = (1.35, 1.6)
+PERSON_FEET = 0.15
+
+
+def player_box(player, person_aspect: float) -> tuple[float, float, float, float]:
+    """The pixels a player covers: its instrument box (the scene graph's `bbox`) grown by the smallest person
+    `frames` draws behind it (PERSON_SCALE[0]); `person_aspect` is the person glyph's width / height."""
+    x0, y0, x1, y1 = player.bbox
+    w, h = x1 - x0, y1 - y0
+    ph = PERSON_SCALE[0] * max(w, h)
+    pw = ph * person_aspect
+    cx, bottom = (x0 + x1) / 2, y1 + PERSON_FEET * h
+    return (min(x0, cx - pw / 2), min(y0, bottom - ph), max(x1, cx + pw / 2), max(y1, bottom))
+
 
 def glyph(codepoint: int, glyph_set: str = "openmoji") -> Image.Image:
     """A glyph of a set (OpenMoji by default), RGBA cropped to its visible pixels; see mcd.synth.glyphs."""
@@ -115,14 +131,14 @@ def frames(scene: Scene) -> Iterator[np.ndarray]:
         w, h = x1 - x0, y1 - y0
         key = variants[int(rng.integers(len(variants)))] if v2 else person_key()
         person_img = glyphs.glyph(gs, key)
-        ph = int(round(max(w, h) * rng.uniform(1.35, 1.6)))
+        ph = int(round(max(w, h) * rng.uniform(*PERSON_SCALE)))
         pw = int(round(ph * person_img.width / person_img.height))
         person = scaled(gs, key, pw, ph)
         clothes = rng.uniform(30, 240, 3)
         if not v2 or (gs == "openmoji" and key == person_key() and rng.random() < 0.7):
             person = _recoloured(person, clothes)   # OpenMoji's flat yellow person: colour the clothes
         px = (x0 + x1) // 2 - person.width // 2 + int(rng.integers(-4, 5))
-        py = y1 + int(h * 0.15) - ph
+        py = y1 + int(h * PERSON_FEET) - ph
         inst = tinted(scaled(gs, INSTRUMENT_GLYPHS[p.instrument], w, h), rng.uniform(0.85, 1.15, 3))
         onsets = note_onsets(p) if p.sounds else np.zeros(0)
         sway = (float(rng.uniform(0.15, 0.5)), float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.5, 1.2)))

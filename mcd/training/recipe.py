@@ -63,6 +63,9 @@ class TrainSection:
                                         # each batch, so the steps stay the same
     device: str = "auto"                # auto (CUDA when present), cpu, cuda, cuda:N; `mcd train --device` wins
     amp: str = "off"                    # "bf16": the forward under bf16 autocast on CUDA cards that support it
+    init: str | None = None             # start from this checkpoint's weights (a fine-tune), else from scratch
+    faithfulness: dict | None = None    # scene-graph deletion terms (mcd/training/scene_deletion.py), e.g.
+                                        # {"context": 1, "oracle": 1}; needs model.extensions.grounding
 
 
 @dataclass

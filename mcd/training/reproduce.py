@@ -98,6 +98,39 @@ def _ood_calibrated(best: Path) -> bool:
         return False
 
 
+def carry_ood(source: Path, dest: Path) -> bool:
+    """Give a fine-tune (`dest`) the out-of-domain calibration of the checkpoint it started from (`source`) when
+    both hold the same encoders: the detector reads only the encoders' features, so calibrating again on the same
+    clips would write the same section. Copies the `ood` config section and every `ood.*` tensor; returns False
+    and writes nothing when the source has no calibration or the encoders (specs or weights) differ."""
+    import torch
+    from safetensors.torch import load_file
+
+    from mcd.model.checkpoint import CONFIG_FILE, MODEL_PREFIX, WEIGHTS_FILE, update_config_section
+
+    if not _ood_calibrated(source):
+        return False
+    src_config = json.loads((source / CONFIG_FILE).read_text())
+    if src_config.get("encoders") != json.loads((dest / CONFIG_FILE).read_text()).get("encoders"):
+        return False
+    src, dst = (load_file(str(d / WEIGHTS_FILE), device="cpu") for d in (source, dest))
+
+    def encoder_tensors(tensors: dict) -> dict:
+        return {k: v for k, v in tensors.items() if not k.startswith((MODEL_PREFIX, "ood."))}
+
+    a, b = encoder_tensors(src), encoder_tensors(dst)
+    if a.keys() != b.keys() or not all(torch.equal(a[k], b[k]) for k in a):
+        return False
+    update_config_section(dest, "ood", src_config["ood"], {k: v for k, v in src.items() if k.startswith("ood.")})
+    return True
+
+
+def encoders_ready(encoders: Path) -> bool:
+    """True when `encoders` holds encoders already: a `mcd pretrain-encoders` folder, or a checkpoint (the frozen
+    encoders of the model a fine-tune starts from)."""
+    return (encoders / "encoders.json").exists() or (encoders / "config.json").exists()
+
+
 def _newer(path: Path, than: Path) -> bool:
     return path.exists() and than.exists() and path.stat().st_mtime >= than.stat().st_mtime
 
@@ -124,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
     except RecipeError as exc:
         raise CLIError(str(exc)) from exc
     resolve_device(args.device or recipe.train.device)   # a device this machine lacks fails before any stage
+    init = recipe.train.init
+    if init is not None and not (Path(init) / "config.json").exists():
+        raise CLIError(f"train.init: {init} is not a checkpoint yet; this recipe fine-tunes it, so reproduce the "
+                       "recipe that makes it first")
     dev = [f"--device={args.device}"] if args.device else []
     s, root = recipe.synth, Path(recipe.data.root)
     fresh = Path(f"{recipe.data.root}-fresh-test")
@@ -140,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     pre = [f"--{k.replace('_', '-')}={json.dumps(v) if isinstance(v, (dict, list)) else v}"
            for k, v in recipe.pretrain.items()]
     _stage("pretrain-encoders", ["pretrain-encoders", "--data", str(root), "--out", recipe.encoders,
-                                 "--workers", w, *pre], seconds, done=(Path(recipe.encoders) / "encoders.json").exists())
+                                 "--workers", w, *pre], seconds,
+           done=encoders_ready(Path(recipe.encoders)))
     _stage("extract", ["extract", "--data", str(root), "--encoders", recipe.encoders, "--cache",
                        recipe.data.features, "--workers", w, "--T", str(EXTRACT_T), *dev], seconds,
            done=_features_ready(root, recipe.encoders, recipe.data.features))
@@ -150,11 +188,16 @@ def run(args: argparse.Namespace) -> int:
         _stage("calibrate", ["calibrate", "--config", args.config], seconds, done=_calibrated(out / "best"))
     ood_clips, contrast = Path(f"{recipe.data.root}-ood-calibration"), Path(f"{recipe.data.root}-ood-contrast")
     n_ood, n_contrast = ood_clip_counts(s.test_videos)
+    if init is not None and not _ood_calibrated(out / "best") and carry_ood(Path(init), out / "best"):
+        print(f"== calibrate-ood: carried over from train.init {init} (the same encoders)", flush=True)
+    ood_done = _ood_calibrated(out / "best")
     _stage("synth-ood-calibration", ["synth", "--out", str(ood_clips), "--videos", str(n_ood), "--seed",
                                      str(OOD_CALIBRATION_SEED), "--splits", "test=1", "--questions-per-video", "1",
-                                     "--workers", w, "--quiet"], seconds, done=(ood_clips / "scenes.jsonl").exists())
+                                     "--workers", w, "--quiet"], seconds,
+           done=ood_done or (ood_clips / "scenes.jsonl").exists())
     _stage("synth-ood-contrast", ["synth-contrast", "--out", str(contrast), "--clips", str(n_contrast), "--seed",
-                                  str(OOD_CONTRAST_SEED)], seconds, done=(contrast / "contrast.json").exists())
+                                  str(OOD_CONTRAST_SEED)], seconds,
+           done=ood_done or (contrast / "contrast.json").exists())
     _stage("calibrate-ood", ["calibrate-ood", "--checkpoint", str(out / "best"), "--data", str(ood_clips / "videos"),
                              "--contrast-sound", str(contrast)], seconds, done=_ood_calibrated(out / "best"))
     report_path = out / "fresh-test-report.json"

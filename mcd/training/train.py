@@ -50,6 +50,7 @@ from mcd.training.ema import WeightAverage
 from mcd.evaluation.inference import accuracy, prediction_rows
 from mcd.model.mcd import MCD
 from mcd.training.recipe import Recipe, RecipeError, load_recipe
+from mcd.training.scene_deletion import FaithfulnessConfig, FaithfulnessError, SceneDeletion, named_player_cells
 
 
 def seed_everything(seed: int) -> None:
@@ -177,6 +178,37 @@ def scene_grounding(recipe: Recipe, T: int) -> SceneGrounding | None:
         raise RecipeError(f"model.extensions.grounding: {exc}") from None
 
 
+def scene_deletion(recipe: Recipe, records, grounding: SceneGrounding | None, P: int) -> SceneDeletion | None:
+    """The faithfulness terms of `train.faithfulness` over the training `records`, else None. They delete the
+    players the scene graphs place, so they need the grounding extension's graphs."""
+    if recipe.train.faithfulness is None:
+        return None
+    try:
+        config = FaithfulnessConfig.from_dict(recipe.train.faithfulness)
+        if grounding is None:
+            raise FaithfulnessError("train.faithfulness needs the scene graphs of model.extensions.grounding "
+                                    "(enabled: true)")
+        return SceneDeletion(config, named_player_cells(records, grounding, P))
+    except FaithfulnessError as exc:
+        raise RecipeError(str(exc)) from None
+
+
+def initial_weights(model: MCD, path: str) -> None:
+    """Load `train.init`, a checkpoint whose model must have exactly this recipe's architecture (a fine-tune)."""
+    from mcd.model.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        source = load_checkpoint(path).model
+    except CheckpointError as exc:
+        raise RecipeError(f"train.init: {exc}") from None
+    try:
+        model.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise RecipeError(f"train.init: {path} is not a checkpoint of this recipe's model "
+                          f"({first[1].strip() if len(first) > 1 else first[0]})") from None
+
+
 def feature_dims(load_features, video_id: str, text_dim: int) -> dict:
     """Feature widths and T read off one cached video, so the model always matches its data (released MUSIC-AVQA
     features and our encoders differ in width)."""
@@ -222,8 +254,6 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, device: s
     dist = DistEnv(device)
     seed_everything(cfg.seed)
     out = Path(recipe.out)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     encoders = load_encoders(recipe.encoders, device)   # the text encoder encodes every question there
     records, load_features, bank = build_data(recipe, encoders.text, (recipe.data.train_split, recipe.data.val_split))
     dims = feature_dims(load_features, records[recipe.data.train_split][0].video_id, encoders.text.dim)
@@ -238,7 +268,11 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, device: s
             grid_side(config.P)
         except MirrorError as exc:
             raise RecipeError(f"train.mirror: {exc}") from exc
-    model = MCD(config).to(device)
+    faithfulness = scene_deletion(recipe, train_set.records, grounding, dims["P"])
+    model = MCD(config)
+    if cfg.init is not None:
+        initial_weights(model, cfg.init)
+    model = model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel for every parameter's update; the per-tensor loop was 10% of a CPU step of the recipe
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
@@ -287,6 +321,8 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, device: s
             model.get_parameter(name).requires_grad_(False)
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None,
                                                               gradient_as_bucket_view=True)
+    if dist.is_main:   # only now: a recipe refused above leaves no folder behind
+        out.mkdir(parents=True, exist_ok=True)
     # a fresh run starts its own log: appending would splice an older run's epochs into this one's
     log = open(out / "log.jsonl", "a" if resumed else "w") if dist.is_main else None
     started = time.perf_counter()
@@ -307,10 +343,17 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, device: s
                 group["lr"] = lr_at(state["step"], total_steps, cfg.warmup_steps, cfg.lr)
             if on_cuda:
                 batch = batch.to(device, non_blocking=True)
+            inputs = batch.model_inputs()
             with forward_context():
-                out_ = ddp_model(**batch.model_inputs())
+                out_ = ddp_model(**inputs)
+                loss, extra = out_.loss, {}
+                if faithfulness is not None:
+                    # the edited copies go through the module itself: DDP allows one forward per backward, and
+                    # the shared parameters' gradients are summed before its hooks reduce them
+                    term, extra = faithfulness.loss(model, out_, batch, inputs)
+                    loss = loss + term
             optimizer.zero_grad(set_to_none=True)
-            out_.loss.backward()
+            loss.backward()
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             optimizer.step()
@@ -318,7 +361,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, device: s
                 average.update(model)
             state["step"] += 1
             n_batches += 1
-            for k, v in {"loss": out_.loss, **out_.losses}.items():
+            for k, v in {"loss": loss, **out_.losses, **extra}.items():
                 v = v.detach().double()
                 sums[k] = sums[k] + v if k in sums else v
             if not bar.disable and (n_batches % 10 == 1 or not on_cuda):
@@ -416,6 +459,13 @@ def run(args: argparse.Namespace) -> int:
             raise RecipeError(f"train.processes must be a whole number of at least 1, got {processes!r}")
         if recipe.train.amp not in ("off", "bf16"):
             raise RecipeError(f"train.amp must be 'off' or 'bf16', got {recipe.train.amp!r}")
+        if recipe.train.faithfulness is not None:
+            try:
+                FaithfulnessConfig.from_dict(recipe.train.faithfulness)
+            except FaithfulnessError as exc:
+                raise RecipeError(str(exc)) from None
+        if recipe.train.init is not None and not Path(recipe.train.init).is_dir():
+            raise RecipeError(f"train.init: checkpoint folder not found: {recipe.train.init}")
         device = getattr(args, "device", None)
         # a bad or absent device fails here, before any work (and before torchrun starts ranks)
         resolve_device(device or recipe.train.device, what="--device" if device else "train.device")
