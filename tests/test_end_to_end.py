@@ -290,6 +290,9 @@ def test_faithfulness_fine_tune_runs_on_the_real_loop(quick_run, capfd):
         assert entry["train_faith_context"] >= 0 and entry["train_faith_oracle"] > 0
         config = json.loads(Path("runs/faith/best/config.json").read_text())
         assert config["provenance"]["recipe"]["train"]["faithfulness"] == {"context": 1, "oracle": 1}
+        # the source checkpoint holds the encoders that wrote the cache: reproduce's extract stage has nothing to do
+        from mcd.training.reproduce import _features_ready
+        assert _features_ready(Path("data/synth-quick"), "runs/faith-source/best", "cache/synth-quick")
 
         # refusals: a checkpoint of another model (no grounding head), no scene graphs, a bad weight
         assert main(["train", "--config", "synth-quick.json", "--quiet", *grounded,

@@ -57,7 +57,7 @@ def _features_ready(root: Path, encoders: str, features: str) -> bool:
     from mcd.data.features import FeatureCache
 
     meta_path = Path(features) / FeatureCache.META
-    if not meta_path.exists() or not (Path(encoders) / "encoders.json").exists():
+    if not meta_path.exists() or not encoders_ready(Path(encoders)):
         return False
     try:
         videos = benchmark_videos(root, None, None)
