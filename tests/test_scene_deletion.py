@@ -132,3 +132,21 @@ def test_the_faithfulness_recipe_fine_tunes_the_base_recipes_checkpoint():
     assert recipe.model == base.model            # train.init loads the base's weights strictly
     assert FaithfulnessConfig.from_dict(recipe.train.faithfulness).oracle > 0
     assert recipe.synth.test_seed == base.synth.test_seed and recipe.synth.test_videos == base.synth.test_videos
+
+
+def test_the_base_data_faithfulness_recipe_fine_tunes_the_shipped_checkpoint_on_the_base_benchmark():
+    """configs/synth-faithful-base.json: the fine-tune sees the base's own clips, so it shares the base's data folder
+    and synth settings (a different seed or split would make it a different benchmark), starts from the shipped
+    checkpoint with its encoders, and keeps a feature cache of its own."""
+    from mcd.model.checkpoint import load_checkpoint
+    from mcd.training.recipe import load_recipe
+
+    root = Path(__file__).resolve().parent.parent
+    recipe = load_recipe(root / "configs" / "synth-faithful-base.json")
+    base = load_recipe(root / "configs" / "synth-default.json")
+    assert recipe.data.root == base.data.root and recipe.synth == base.synth
+    assert recipe.data.features != base.data.features and recipe.out != base.out
+    assert recipe.train.init == recipe.encoders == "checkpoints/mcd-synth"
+    assert recipe.model == base.model
+    load_checkpoint(root / recipe.train.init)     # strict load of these weights is what train.init does
+    assert FaithfulnessConfig.from_dict(recipe.train.faithfulness).oracle > 0
