@@ -16,6 +16,8 @@ from mcd.training.scene_deletion import (FaithfulnessConfig, FaithfulnessError, 
                                          named_player_cells)
 from tests.conftest import make_batch, small_config
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def player(instrument: str, position: str, bbox) -> Player:
     return Player(instrument, 0.6, 2.0, 60, [(0.0, 10.0)], position=position, bbox=bbox)
@@ -126,8 +128,8 @@ def test_recipe_refuses_faithfulness_without_scene_graphs(tmp_path):
 def test_the_faithfulness_recipe_fine_tunes_the_base_recipes_checkpoint():
     from mcd.training.recipe import load_recipe
 
-    recipe = load_recipe(Path(__file__).resolve().parent.parent / "configs" / "synth-faithful.json")
-    base = load_recipe(Path(__file__).resolve().parent.parent / "configs" / "synth-default.json")
+    recipe = load_recipe(ROOT / "configs" / "synth-faithful.json")
+    base = load_recipe(ROOT / "configs" / "synth-default.json")
     assert recipe.train.init == recipe.encoders == f"{base.out}/best"
     assert recipe.model == base.model            # train.init loads the base's weights strictly
     assert FaithfulnessConfig.from_dict(recipe.train.faithfulness).oracle > 0
@@ -140,13 +142,17 @@ def test_the_base_data_faithfulness_recipe_fine_tunes_the_shipped_checkpoint_on_
     checkpoint with its encoders, and keeps a feature cache of its own."""
     from mcd.model.checkpoint import load_checkpoint
     from mcd.training.recipe import load_recipe
+    from mcd.training.train import initial_weights, model_config
 
-    root = Path(__file__).resolve().parent.parent
-    recipe = load_recipe(root / "configs" / "synth-faithful-base.json")
-    base = load_recipe(root / "configs" / "synth-default.json")
+    recipe = load_recipe(ROOT / "configs" / "synth-faithful-base.json")
+    base = load_recipe(ROOT / "configs" / "synth-default.json")
     assert recipe.data.root == base.data.root and recipe.synth == base.synth
     assert recipe.data.features != base.data.features and recipe.out != base.out
     assert recipe.train.init == recipe.encoders == "checkpoints/mcd-synth"
     assert recipe.model == base.model
-    load_checkpoint(root / recipe.train.init)     # strict load of these weights is what train.init does
     assert FaithfulnessConfig.from_dict(recipe.train.faithfulness).oracle > 0
+    # what train does with train.init: the recipe's model, at the shipped checkpoint's feature widths, loads its
+    # weights strictly (initial_weights raises RecipeError on any missing or extra tensor)
+    shipped = load_checkpoint(ROOT / recipe.train.init).model.config
+    dims = {k: getattr(shipped, k) for k in ("visual_dim", "audio_dim", "text_dim", "T", "P")}
+    initial_weights(MCD(model_config(recipe.model, dims)), str(ROOT / recipe.train.init))
