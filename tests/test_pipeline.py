@@ -201,9 +201,9 @@ def test_shown_clues_are_the_models_own_maps(pipe):
 
 def test_evidence_points_at_what_the_answer_needs(pipe):
     """Each answer carries what it rests on; deleting its three strongest cells (all frames) lowers the answer's
-    log-odds more than deleting its three weakest (for all questions but at most one: the evidence is a first-order
-    attribution, right for 87% of questions on the clue benchmark; clearly on average), and the answer contract
-    names the strongest seconds."""
+    log-odds more than deleting its three weakest for at least 80% of the example clips' questions (the evidence is
+    a first-order attribution, right for 87-89% of questions on the clue benchmark, so one clip's six questions
+    can miss twice) and clearly for the typical one, and the answer contract names the strongest seconds."""
     import torch
 
     from mcd.serving import clue_quality as cq
@@ -211,28 +211,30 @@ def test_evidence_points_at_what_the_answer_needs(pipe):
     from mcd.task.questions import type_index
     from mcd.task.vocab import ANSWERS
 
-    answers = pipe.answer(CLIP, EXAMPLE["questions"])
-    understood = pipe.understand(EXAMPLE["questions"])
-    text = pipe._encode_text(understood)
-    feats = answers.clip
-    n = len(understood)
     drops = []
-    for i, r in enumerate(answers.results):
-        assert r.evidence["visual"].shape == (pipe.T, 49) and r.evidence["audio"].shape == (pipe.T,)
-        per_cell = r.evidence["visual"].sum(0)
-        variants = [cq.replace_with_mean(feats.visual, cq.top_k(per_cell, 3), axis=1),
-                    cq.replace_with_mean(feats.visual, cq.top_k(-per_cell, 3), axis=1)]
-        with torch.no_grad():
-            out = pipe.model(visual=torch.stack(variants), audio=feats.audio.unsqueeze(0).expand(2, *feats.audio.shape),
-                             question=text.tokens.float()[[i, i]], question_mask=text.mask[[i, i]],
-                             objects=text.objects[[i, i]], objects_mask=text.objects_mask[[i, i]],
-                             objects_kind=text.objects_kind[[i, i]],
-                             question_type=torch.tensor([type_index(understood[i].type)] * 2))
-        lo = answer_log_odds(out.logits.float(), torch.tensor([ANSWERS.index(r.answer)] * 2))
-        drops.append(float(lo[1] - lo[0]))          # log-odds with the weakest deleted minus with the strongest
-        summary = r.summary(feats.clip.timestamps)["evidence"]
-        strongest = int(np.argmax(r.evidence["audio"]))
-        if r.evidence["audio"][strongest] > 0:
-            assert summary["audio_seconds"][0] == pytest.approx(feats.clip.timestamps[strongest], abs=0.01)
-        assert summary["cell"] == int(np.argmax(per_cell))
-    assert n == len(drops) and sum(d > 0 for d in drops) >= n - 1 and np.mean(drops) > 0.5, drops
+    for example in json.loads((ROOT / "assets" / "examples.json").read_text()):
+        answers = pipe.answer(ROOT / example["video"], example["questions"])
+        understood = pipe.understand(example["questions"])
+        text = pipe._encode_text(understood)
+        feats = answers.clip
+        for i, r in enumerate(answers.results):
+            assert r.evidence["visual"].shape == (pipe.T, 49) and r.evidence["audio"].shape == (pipe.T,)
+            per_cell = r.evidence["visual"].sum(0)
+            variants = [cq.replace_with_mean(feats.visual, cq.top_k(per_cell, 3), axis=1),
+                        cq.replace_with_mean(feats.visual, cq.top_k(-per_cell, 3), axis=1)]
+            with torch.no_grad():
+                out = pipe.model(visual=torch.stack(variants),
+                                 audio=feats.audio.unsqueeze(0).expand(2, *feats.audio.shape),
+                                 question=text.tokens.float()[[i, i]], question_mask=text.mask[[i, i]],
+                                 objects=text.objects[[i, i]], objects_mask=text.objects_mask[[i, i]],
+                                 objects_kind=text.objects_kind[[i, i]],
+                                 question_type=torch.tensor([type_index(understood[i].type)] * 2))
+            lo = answer_log_odds(out.logits.float(), torch.tensor([ANSWERS.index(r.answer)] * 2))
+            drops.append(float(lo[1] - lo[0]))      # log-odds with the weakest deleted minus with the strongest
+            summary = r.summary(feats.clip.timestamps)["evidence"]
+            strongest = int(np.argmax(r.evidence["audio"]))
+            if r.evidence["audio"][strongest] > 0:
+                assert summary["audio_seconds"][0] == pytest.approx(feats.clip.timestamps[strongest], abs=0.01)
+            assert summary["cell"] == int(np.argmax(per_cell))
+    n = sum(len(e["questions"]) for e in json.loads((ROOT / "assets" / "examples.json").read_text()))
+    assert n == len(drops) and sum(d > 0 for d in drops) >= 0.8 * n and np.median(drops) > 0.5, drops

@@ -23,7 +23,8 @@ def test_checkpoint_card_reports_its_fresh_test_metrics():
     report = metrics["fresh_test"]
     assert report["n"] > 1000 and len(report["types"]) == 9
     card = (CHECKPOINT / "README.md").read_text()
-    assert format_table(report, label="synth-default") in card and "out of domain" in card
+    recipe = json.loads((CHECKPOINT / "config.json").read_text())["provenance"]["recipe"]["name"]
+    assert format_table(report, label=recipe) in card and "out of domain" in card
     from mcd.training.model_card import bar_note
     assert bar_note(report) in card
 
