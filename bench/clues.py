@@ -1062,14 +1062,19 @@ def clue_quality_record(args, out: dict, pointing, temporal, deletions) -> dict:
             oracle = deletion_rates(deletions, "cells", ORACLE["cells"], only)
             rec.update(named_deletion_beats=named["beats"], oracle_deletion_beats=oracle["beats"],
                        n_named_deletion=named["n"])
+            curve = deletion_rates(deletions, "cells curve", shown, only)["beats"]
+            if curve is not None:         # None with --no-curve, or for a map whose curve is not measured
+                rec["curve_beats"] = curve
         return rec
 
     def temporal_rec(name, source):
         rec = temporal_rates(temporal, name)
         if rec is not None and measured:
-            rec["deletion_beats"] = deletion_rates(deletions, "audio seconds",
-                                                   "shown now (audio)" if source else name,
-                                                   ("temporal", source) if source else None)["beats"]
+            shown, only = ("shown now (audio)", ("temporal", source)) if source else (name, None)
+            rec["deletion_beats"] = deletion_rates(deletions, "audio seconds", shown, only)["beats"]
+            curve = deletion_rates(deletions, "audio seconds curve", shown, only)["beats"]
+            if curve is not None:
+                rec["curve_beats"] = curve
         return rec
 
     def evidence_rec():
@@ -1077,6 +1082,9 @@ def clue_quality_record(args, out: dict, pointing, temporal, deletions) -> dict:
         if measured:
             rec["cells_deletion_beats"] = deletion_rates(deletions, "cells", "evidence+")["beats"]
             rec["seconds_deletion_beats"] = deletion_rates(deletions, "audio seconds", "audio evidence+")["beats"]
+            curves = {"cells_curve_beats": deletion_rates(deletions, "cells curve", "evidence+")["beats"],
+                      "seconds_curve_beats": deletion_rates(deletions, "audio seconds curve", "audio evidence+")["beats"]}
+            rec.update({k: v for k, v in curves.items() if v is not None})
         return rec
 
     return {

@@ -307,6 +307,17 @@ def test_quality_lines_read_the_checkpoints_record_or_say_not_measured():
     assert "player is named" not in sc.spatial_quality_line(sc.REFERENT_QUERY, QUALITY)
     oracle["spatial"]["referent query"]["n_named_deletion"] = 4
     assert "player is named" not in sc.spatial_quality_line(sc.REFERENT_QUERY, oracle)
+    # the deletion curve, where the record has it (bench runs with curves), beside the top-k test
+    assert "sooner than" not in line
+    curved = {"spatial": {"referent query": {**QUALITY["spatial"]["referent query"], "curve_beats": 0.811}},
+              "temporal": {"referent query": {**QUALITY["temporal"]["referent query"], "curve_beats": 0.514}},
+              sc.EVIDENCE: {"cells_deletion_beats": 0.887, "cells_curve_beats": 0.747, "seconds_curve_beats": 0.854}}
+    assert "random orders in 81%" in sc.spatial_quality_line(sc.REFERENT_QUERY, curved)
+    assert "48%; deleted step by step in its order, sooner than random in 51%" in sc.temporal_quality_line(
+        sc.REFERENT_QUERY, curved)
+    evidence = sc.evidence_quality_line(curved)
+    assert "beats random in 89%" in evidence and "cells 75%, seconds 85%" in evidence
+    assert "sooner" not in sc.evidence_quality_line({sc.EVIDENCE: {"cells_deletion_beats": 0.887}})
     # the temporal title says the seconds are no proof
     clue = sc.ShownClue(sc.REFERENT_QUERY, "first", np.ones(4))
     assert "'first'" in sc.temporal_title(clue) and "not proof" in sc.temporal_title(clue)

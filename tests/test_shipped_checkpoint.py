@@ -101,3 +101,16 @@ def test_predict_says_what_names_and_sides_point_at(tmp_path):
                 assert said["sounds_p"] < 0.6 or said["sounding_seconds"], (example["video"], word, said)
                 checked += 1
     assert checked >= 15
+
+
+def test_the_clue_captions_quote_a_bench_run_on_this_checkpoint_with_both_deletion_tests():
+    """The demo's captions read `clue_quality` from the checkpoint: it must come from `bench/clues.py
+    --write-checkpoint` on the shipped folder with the deletions measured, the top-k test and the deletion curve."""
+    from mcd.serving.shown_clues import REFERENT_QUERY, evidence_quality_line, spatial_quality_line
+
+    quality = json.loads((CHECKPOINT / "config.json").read_text())["clue_quality"]
+    assert "--checkpoint checkpoints/mcd-synth " in quality["command"] and quality["deletion_measured"]
+    assert quality["clips"] >= 100 and quality["questions"] >= 1000
+    line = spatial_quality_line(REFERENT_QUERY, quality)
+    assert "more than random ones in" in line and "sooner than in random orders in" in line
+    assert "sooner than random: cells" in evidence_quality_line(quality)

@@ -137,6 +137,10 @@ def spatial_quality_line(source: str, quality: Mapping | None) -> str:
         if named is not None and oracle is not None and rec.get("n_named_deletion", 0) >= MIN_QUESTIONS:
             line += f" ({_pct(named)} where a player is named; the player's own cells: {_pct(oracle)})"
         parts.append(line)
+    if rec.get("curve_beats") is not None:
+        # the deletion curve: cells deleted one step after another in the map's order, against random orders
+        parts.append(f"deleted step by step in its order, the answer falls sooner than in random orders in "
+                     f"{_pct(rec['curve_beats'])}")
     return "benchmark: " + "; ".join(parts) if parts else f"benchmark: {NOT_MEASURED}"
 
 
@@ -151,6 +155,8 @@ def temporal_quality_line(source: str, quality: Mapping | None) -> str:
             f"(max {rec['ceiling']:.2f}x)")
     if rec.get("deletion_beats") is not None:
         line += f"; deleting the top seconds beats random in {_pct(rec['deletion_beats'])}"
+    if rec.get("curve_beats") is not None:
+        line += f"; deleted step by step in its order, sooner than random in {_pct(rec['curve_beats'])}"
     return line
 
 
@@ -171,6 +177,9 @@ def evidence_quality_line(quality: Mapping | None) -> str:
         parts.append(f"deleting its top cells beats random in {_pct(rec['cells_deletion_beats'])}")
     if rec.get("seconds_deletion_beats") is not None:
         parts.append(f"its top seconds in {_pct(rec['seconds_deletion_beats'])}")
+    if rec.get("cells_curve_beats") is not None or rec.get("seconds_curve_beats") is not None:
+        parts.append(f"deleted step by step in its order, sooner than random: cells "
+                     f"{_pct(rec.get('cells_curve_beats'))}, seconds {_pct(rec.get('seconds_curve_beats'))}")
     if rec.get("solo") is not None or rec.get("multi") is not None:
         parts.append(f"peak on the named player in {_pct(rec.get('solo'))} (solo) / {_pct(rec.get('multi'))} (multi)")
     return "benchmark: " + "; ".join(parts) if parts else f"benchmark: {NOT_MEASURED}"
