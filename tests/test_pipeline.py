@@ -14,7 +14,8 @@ from tests.media_factory import ClipSpec, make_clip
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "checkpoints" / "mcd-synth"
-EXAMPLE = json.loads((ROOT / "assets" / "examples.json").read_text())[0]
+EXAMPLES = json.loads((ROOT / "assets" / "examples.json").read_text())
+EXAMPLE = EXAMPLES[0]
 CLIP = ROOT / EXAMPLE["video"]
 
 
@@ -212,7 +213,7 @@ def test_evidence_points_at_what_the_answer_needs(pipe):
     from mcd.task.vocab import ANSWERS
 
     drops = []
-    for example in json.loads((ROOT / "assets" / "examples.json").read_text()):
+    for example in EXAMPLES:
         answers = pipe.answer(ROOT / example["video"], example["questions"])
         understood = pipe.understand(example["questions"])
         text = pipe._encode_text(understood)
@@ -236,5 +237,5 @@ def test_evidence_points_at_what_the_answer_needs(pipe):
             if r.evidence["audio"][strongest] > 0:
                 assert summary["audio_seconds"][0] == pytest.approx(feats.clip.timestamps[strongest], abs=0.01)
             assert summary["cell"] == int(np.argmax(per_cell))
-    n = sum(len(e["questions"]) for e in json.loads((ROOT / "assets" / "examples.json").read_text()))
+    n = sum(len(e["questions"]) for e in EXAMPLES)
     assert n == len(drops) and sum(d > 0 for d in drops) >= 0.8 * n and np.median(drops) > 0.5, drops
