@@ -3,7 +3,7 @@ what they weigh most, measured on fresh synthetic clips against their exact scen
 
     python bench/clues.py --checkpoint checkpoints/mcd-synth --clips 150 --seed 31031 [--style default|held-out|v1]
                           [--data DIR] [--k-cells 3] [--k-seconds 2] [--draws 4] [--json OUT]
-                          [--no-deletion] [--write-checkpoint]
+                          [--no-deletion] [--sound-baseline clip-mean|silence] [--write-checkpoint]
 
 The test set is generated (or reused from --data, default data/clues/<style>-seed<S>-n<N>) with the generator's
 own code: `--style default|held-out` runs `mcd synth --splits test=1` (default: the shipped checkpoint's world),
@@ -22,6 +22,8 @@ Three measures (the pure functions are in mcd.serving.clue_quality):
   clue inside the seconds it sounds, against those seconds' share of the clip (ratio 1 = uniform).
 * deletion: the top-k cells (over all frames) or seconds of a clue are replaced by the clip mean; the drop of the
   answer's probability is compared with that of k random ones (mean of --draws draws): "beats" = larger drop.
+  `--sound-baseline silence` mutes deleted seconds instead (the audio encoders' features of a silent second): a
+  source that sounds in most of the clip is still in the clip's mean second, so the mean may delete little of it.
   What any map could reach, in the same run: the oracle (the named player's own cells from the scene graph, the
   named source's sounding seconds), the whole picture or sound replaced by the clip mean or by another clip's, and
   the deletion reaching one of the model's two visual paths only (patch tokens or frame means;
@@ -570,6 +572,9 @@ def main() -> None:
     p.add_argument("--k-cells", type=int, default=3, help="cells deleted (over all frames) in the deletion test")
     p.add_argument("--k-seconds", type=int, default=2, help="seconds deleted in the deletion test")
     p.add_argument("--draws", type=int, default=4, help="random deletions per question")
+    p.add_argument("--sound-baseline", default="clip-mean", choices=("clip-mean", "silence"),
+                   help="what a deleted second becomes: the clip's mean second (the issue's test, like the cells) "
+                        "or the audio encoder's features of a silent second (the second muted)")
     p.add_argument("--prior-scenes", type=int, default=2000)
     p.add_argument("--no-deletion", action="store_true")
     p.add_argument("--no-curve", dest="curve", action="store_false",
@@ -579,6 +584,8 @@ def main() -> None:
                    help="store the shown clues' numbers in the checkpoint's config.json (key clue_quality): the "
                         "demo's figure captions read them")
     args = p.parse_args()
+    if args.write_checkpoint and args.sound_baseline != "clip-mean":
+        p.error("--write-checkpoint stores the issue's test: deleted seconds become the clip mean")
     torch.manual_seed(0)
     start = time.perf_counter()
 
@@ -601,6 +608,17 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     crng = np.random.default_rng([args.seed, 1])     # the curves' random orders: the top-k test's draws unchanged
     steps_c, steps_s = cq.curve_steps(P), cq.curve_steps(T)
+    silent = (pipeline.encoders.audio.encode(np.zeros((T, 16000), np.float32)).float()
+              if args.sound_baseline == "silence" else None)
+
+    def delete_seconds(audio: torch.Tensor, index) -> torch.Tensor:
+        """`audio` [T,D] with the seconds `index` deleted as --sound-baseline says."""
+        if silent is None:
+            return cq.replace_with_mean(audio, index, axis=0)
+        out = audio.clone()
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        out[idx] = silent[idx]
+        return out
 
     # results: pointing[map][population][box] -> list of (question, hit)
     pointing: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
@@ -690,7 +708,7 @@ def main() -> None:
         for i, q in enumerate(qs):
             add(i, V, A, (i, "p0"))
             add(i, cq.replace_with_mean(V, np.arange(P), axis=1), A, (i, "whole", "picture"))
-            add(i, V, cq.replace_with_mean(A, np.arange(T), axis=0), (i, "whole", "sound"))
+            add(i, V, delete_seconds(A, np.arange(T)), (i, "whole", "sound"))
             if other_clip is not None:
                 add(i, other_clip[0], A, (i, "whole", "picture of another clip"))
                 add(i, V, other_clip[1], (i, "whole", "sound of another clip"))
@@ -698,7 +716,7 @@ def main() -> None:
             rs = cq.random_k(rng, T, args.k_seconds, args.draws)
             for d in range(args.draws):
                 add(i, cq.replace_with_mean(V, rc[d], axis=1), A, (i, "cells", "random", d))
-                add(i, V, cq.replace_with_mean(A, rs[d], axis=0), (i, "audio seconds", "random", d))
+                add(i, V, delete_seconds(A, rs[d]), (i, "audio seconds", "random", d))
                 add(i, cq.replace_with_mean(V, rs[d], axis=0), A, (i, "visual seconds", "random", d))
             for name in ("shown now", "shown", "keyword", "referent query", "shown rolled", "keyword, model-chosen",
                          "referent query, model-chosen", "type words",
@@ -709,13 +727,13 @@ def main() -> None:
             for kind, m in q.data["oracle"].items():
                 idx = cq.top_k(m, args.k_cells if kind == "cells" else args.k_seconds)
                 add(i, *((cq.replace_with_mean(V, idx, axis=1), A) if kind == "cells"
-                         else (V, cq.replace_with_mean(A, idx, axis=0))), (i, kind, ORACLE[kind]))
+                         else (V, delete_seconds(A, idx))), (i, kind, ORACLE[kind]))
             for name, m in q.data["temporal"].items():
                 if ": " in name:      # a per-source subset of another map: the same rows
                     continue
                 idx = cq.top_k(m, args.k_seconds)
                 if "audio" in name or name.startswith("sounding read-out"):
-                    add(i, V, cq.replace_with_mean(A, idx, axis=0), (i, "audio seconds", name))
+                    add(i, V, delete_seconds(A, idx), (i, "audio seconds", name))
                 if "visual" in name:
                     add(i, cq.replace_with_mean(V, idx, axis=0), A, (i, "visual seconds", name))
             if args.curve:
@@ -724,7 +742,7 @@ def main() -> None:
                     for k in steps_c:
                         add(i, cq.replace_with_mean(V, perm_c[:k], axis=1), A, (i, "cells curve", "random", d, k))
                     for k in steps_s:
-                        add(i, V, cq.replace_with_mean(A, perm_s[:k], axis=0),
+                        add(i, V, delete_seconds(A, perm_s[:k]),
                             (i, "audio seconds curve", "random", d, k))
                 for name in CURVE_CELLS:
                     if name in q.data["spatial"]:
@@ -738,13 +756,13 @@ def main() -> None:
                 if "audio seconds" in q.data["oracle"]:
                     order = cq.top_k(q.data["oracle"]["audio seconds"], T)
                     for k in steps_s:
-                        add(i, V, cq.replace_with_mean(A, order[:k], axis=0),
+                        add(i, V, delete_seconds(A, order[:k]),
                             (i, "audio seconds curve", ORACLE["audio seconds"], k))
                 for name in CURVE_SECONDS:
                     if name in q.data["temporal"]:
                         order = cq.top_k(q.data["temporal"][name], T)
                         for k in steps_s:
-                            add(i, V, cq.replace_with_mean(A, order[:k], axis=0),
+                            add(i, V, delete_seconds(A, order[:k]),
                                 (i, "audio seconds curve", name, k))
         logp = forward_probs(pipeline, text, rows, torch.stack(vis), torch.stack(aud), qtype)
         # the same cell deletions (random, the path maps', the oracle's) again, reaching one visual path only
@@ -812,10 +830,11 @@ def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, p
            wholes=()):
     out = {"data": str(root), "style": args.style, "seed": args.seed, "clips": args.clips,
            "questions": n_questions, "accuracy": float(np.mean([c for _, c in correct])) if correct else None,
-           "pointing": {}, "temporal": {}, "deletion": {}}
+           "pointing": {}, "temporal": {}, "deletion": {}, "sound_baseline": args.sound_baseline}
     print(f"# bench/clues.py: {args.checkpoint} on {root} ({args.style}, seed {args.seed}): {n_questions} questions "
           f"about {args.clips} clips; answer accuracy {100 * out['accuracy']:.1f}%; "
-          f"{parse_mismatch} questions parsed to another template/keywords; {seconds:.0f} s\n")
+          f"{parse_mismatch} questions parsed to another template/keywords; {seconds:.0f} s; deleted seconds "
+          f"become {'the clip mean' if args.sound_baseline == 'clip-mean' else 'silence'}\n")
     top_peak, top_n = peaks.most_common(1)[0]
     print(f"The shown map's most frequent peak: cell {top_peak} (row {top_peak // GRID}, column {top_peak % GRID}) "
           f"in {100 * top_n / max(1, sum(peaks.values())):.0f}% of all questions. Prior cells (training-split "
@@ -969,8 +988,9 @@ def print_whole_input(out: dict, wholes) -> None:
             out.setdefault("whole_input", {}).setdefault(g, {})[what] = {
                 "n": len(v), "moves": cq.rate([m for m, _ in v])[0], "changes": cq.rate([c for _, c in v])[0]}
         rows.append(row)
-    names = {"picture": "picture = clip mean", "sound": "sound = clip mean", "picture of another clip":
-             "another clip's picture", "sound of another clip": "another clip's sound"}
+    names = {"picture": "picture = clip mean",
+             "sound": "sound = clip mean" if out["sound_baseline"] == "clip-mean" else "sound = silence",
+             "picture of another clip": "another clip's picture", "sound of another clip": "another clip's sound"}
     print(table(["type", "n"] + [f"{names[w]}: {x}" for w in WHOLE for x in ("moves", "changes")], rows))
 
 
