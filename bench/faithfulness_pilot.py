@@ -4,6 +4,7 @@ see whether "where it looked" becomes what the answer needs.
     python bench/faithfulness_pilot.py OUT --data DIR --cache DIR [--checkpoint checkpoints/mcd-synth]
         [--lam 1] [--lam-rand 0] [--margin 1] [--epochs 1] [--lr 1e-4] [--no-frame-features]
         [--lam-context 0] [--lam-oracle 0] [--oracle-visual-only] [--lam-audio-context 0] [--lam-audio-oracle 0]
+        [--audio-baseline clip-mean|silence]
 
 DIR: `mcd synth --splits train=0.9,val=0.1` clips with scene graphs; its features from the checkpoint's encoders
 (`mcd extract --encoders CHECKPOINT`). The loss: the top-k cells of a shown-like map (referent query maps of the
@@ -13,7 +14,8 @@ questions; `--lam-rand` adds KL(answer | answer with k random cells swapped). `-
 use the scene graphs instead of a map, on questions whose keywords name visible players: KL(answer | answer with
 3-24 random cells outside those players replaced by the clip mean) teaches the answer to ignore the rest of the
 picture, and softplus(lo_players - lo + margin) asks it to fall when the players' own cells are the clip mean;
-`--lam-audio-*` do the same with the seconds a named source sounds in. `--lam 0` without the others is the control
+`--lam-audio-*` do the same with the seconds a named source sounds in, set to the clip mean or, with
+`--audio-baseline silence`, muted. `--lam 0` without the others is the control
 (the same fine-tune without them). `--no-frame-features` fine-tunes the model with its visual segment
 tokens emptied (MCDConfig.frame_features), so the picture reaches the answer only through the patch tokens.
 Writes OUT as a checkpoint (the source's config, encoders and ood kept) for `bench/clues.py --checkpoint OUT`. Results: docs/clues.md.
@@ -54,6 +56,9 @@ p.add_argument("--lam-audio-context", type=float, default=0.0,
                help="weight of KL(answer | answer with the seconds no named source sounds in deleted)")
 p.add_argument("--lam-audio-oracle", type=float, default=0.0,
                help="weight of the margin loss on deleting the seconds a named source sounds in")
+p.add_argument("--audio-baseline", default="clip-mean", choices=("clip-mean", "silence"),
+               help="what the --lam-audio-* terms turn deleted seconds into: the clip's mean second, or the audio "
+                    "encoders' features of a silent second (bench/clues.py --sound-baseline)")
 p.add_argument("--epochs", type=int, default=1)
 p.add_argument("--lr", type=float, default=1e-4)
 p.add_argument("--k", type=int, default=3)
@@ -133,6 +138,7 @@ SOUNDING = (named_sounding_seconds(records["train"], grounding)
             if args.lam_audio_context or args.lam_audio_oracle else {})
 if SOUNDING:
     print(f"{len(SOUNDING)} of {len(records['train'])} training questions name a sounding source", flush=True)
+SILENT = (enc.audio.encode(torch.zeros(1, 16000)).float()[None] if args.audio_baseline == "silence" else None)
 AUDIO_TYPES = torch.tensor([not t.startswith("Visual/") for t in QUESTION_TYPES])
 if PLAYER_CELLS:
     print(f"{len(PLAYER_CELLS)} of {len(records['train'])} training questions name a visible player", flush=True)
@@ -233,7 +239,7 @@ for epoch in range(args.epochs):
             found = scene_rows(batch, inputs, SOUNDING)
             if found:
                 idx, sounding, visual_q, audio_q = found   # sounding [n,T]
-                mean = audio_q.mean(dim=1, keepdim=True)
+                mean = audio_q.mean(dim=1, keepdim=True) if SILENT is None else SILENT.expand_as(audio_q)
                 kl, margin, _, drop_del = scene_terms(
                     out, inputs, idx, torch.cat([visual_q, visual_q]),
                     torch.cat([torch.where(~sounding[..., None], mean, audio_q),
