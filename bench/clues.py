@@ -72,6 +72,8 @@ from mcd.task.vocab import ANSWERS  # noqa: E402
 T, P, GRID = 10, 49, 7
 CENTRE = 24                      # the centre cell of the 7x7 grid
 EXCLUDED_FROM_ISSUE = ("Where is the performance?", "Is there a voiceover?")
+#: --sound-baseline: what a deleted second becomes, as the report names it
+SOUND_BASELINES = {"clip-mean": "clip mean", "silence": "silence"}
 
 
 # ------------------------------------------------------------------------------------------------- the test set
@@ -572,7 +574,7 @@ def main() -> None:
     p.add_argument("--k-cells", type=int, default=3, help="cells deleted (over all frames) in the deletion test")
     p.add_argument("--k-seconds", type=int, default=2, help="seconds deleted in the deletion test")
     p.add_argument("--draws", type=int, default=4, help="random deletions per question")
-    p.add_argument("--sound-baseline", default="clip-mean", choices=("clip-mean", "silence"),
+    p.add_argument("--sound-baseline", default="clip-mean", choices=tuple(SOUND_BASELINES),
                    help="what a deleted second becomes: the clip's mean second (the issue's test, like the cells) "
                         "or the audio encoder's features of a silent second (the second muted)")
     p.add_argument("--prior-scenes", type=int, default=2000)
@@ -833,8 +835,8 @@ def report(args, root, pointing, temporal, deletions, correct, parse_mismatch, p
            "pointing": {}, "temporal": {}, "deletion": {}, "sound_baseline": args.sound_baseline}
     print(f"# bench/clues.py: {args.checkpoint} on {root} ({args.style}, seed {args.seed}): {n_questions} questions "
           f"about {args.clips} clips; answer accuracy {100 * out['accuracy']:.1f}%; "
-          f"{parse_mismatch} questions parsed to another template/keywords; {seconds:.0f} s; deleted seconds "
-          f"become {'the clip mean' if args.sound_baseline == 'clip-mean' else 'silence'}\n")
+          f"{parse_mismatch} questions parsed to another template/keywords; {seconds:.0f} s; deleted seconds: "
+          f"{SOUND_BASELINES[args.sound_baseline]}\n")
     top_peak, top_n = peaks.most_common(1)[0]
     print(f"The shown map's most frequent peak: cell {top_peak} (row {top_peak // GRID}, column {top_peak % GRID}) "
           f"in {100 * top_n / max(1, sum(peaks.values())):.0f}% of all questions. Prior cells (training-split "
@@ -989,7 +991,7 @@ def print_whole_input(out: dict, wholes) -> None:
                 "n": len(v), "moves": cq.rate([m for m, _ in v])[0], "changes": cq.rate([c for _, c in v])[0]}
         rows.append(row)
     names = {"picture": "picture = clip mean",
-             "sound": "sound = clip mean" if out["sound_baseline"] == "clip-mean" else "sound = silence",
+             "sound": f"sound = {SOUND_BASELINES[out['sound_baseline']]}",
              "picture of another clip": "another clip's picture", "sound of another clip": "another clip's sound"}
     print(table(["type", "n"] + [f"{names[w]}: {x}" for w in WHOLE for x in ("moves", "changes")], rows))
 

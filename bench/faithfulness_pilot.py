@@ -239,11 +239,11 @@ for epoch in range(args.epochs):
             found = scene_rows(batch, inputs, SOUNDING)
             if found:
                 idx, sounding, visual_q, audio_q = found   # sounding [n,T]
-                mean = audio_q.mean(dim=1, keepdim=True) if SILENT is None else SILENT.expand_as(audio_q)
+                filler = audio_q.mean(dim=1, keepdim=True) if SILENT is None else SILENT.expand_as(audio_q)
                 kl, margin, _, drop_del = scene_terms(
                     out, inputs, idx, torch.cat([visual_q, visual_q]),
-                    torch.cat([torch.where(~sounding[..., None], mean, audio_q),
-                               torch.where(sounding[..., None], mean, audio_q)]))
+                    torch.cat([torch.where(~sounding[..., None], filler, audio_q),
+                               torch.where(sounding[..., None], filler, audio_q)]))
                 silent = (~sounding).any(1).float()   # a context to delete exists
                 qt = inputs["question_type"][idx].clamp(min=0)
                 l_actx, l_aor = weighted_mean(kl, silent), weighted_mean(margin, AUDIO_TYPES[qt].float())
