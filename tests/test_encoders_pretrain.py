@@ -375,3 +375,42 @@ def test_join_errors_are_messages(tmp_path, capsys):
     with pytest.raises(EncoderSpecError, match="cannot hold audio"):
         JoinedVisualEncoder([build_encoder({"modality": "visual", "backend": "synth"}),
                              build_encoder({"modality": "audio", "backend": "synth"})])
+
+
+def test_swapping_the_audio_cnn_keeps_the_model_and_the_picture(benchmark, tmp_path, one_thread):
+    """bench/swap_audio_encoder.py: only the synth part behind MusiCNN (and the join's statistics) change."""
+    import importlib.util
+
+    from mcd.encoders.encoder_set import EncoderSet
+    from mcd.model.checkpoint import load_checkpoint
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("swap_audio_encoder", root / "bench" / "swap_audio_encoder.py")
+    swap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(swap)
+
+    cnn = tmp_path / "cnn"
+    assert cli_main(["pretrain-encoders", "--data", str(benchmark), "--out", str(cnn), "--T", "3",
+                     "--visual-steps", "0", "--audio-steps", "2", "--batch-size", "16", "--workers", "0"]) == 0
+    source = root / "checkpoints" / "mcd-synth"
+    out = tmp_path / "swapped"
+    swap.main([str(source), str(cnn), str(benchmark), str(out), "--join-clips", "2", "--T", "3"])
+
+    before, after = load_checkpoint(source), load_checkpoint(out)
+    new_cnn = json.loads((cnn / "encoders.json").read_text())["audio"]
+    parts = after.config["encoders"]["audio"]["parts"]
+    assert [p["backend"] for p in parts] == ["musicnn", "synth"] and parts[1]["digest"] == new_cnn["digest"]
+    assert parts[1]["digest"] != before.config["encoders"]["audio"]["parts"][1]["digest"]
+    old_model = before.model.state_dict()
+    assert all(torch.equal(t, old_model[k]) for k, t in after.model.state_dict().items())
+    assert after.config["encoders"]["visual"] == before.config["encoders"]["visual"]
+    assert "clue_quality" in before.config and "clue_quality" not in after.config
+    for name, t in before.extra_tensors.items():
+        if name.startswith("encoders.visual."):
+            assert torch.equal(after.extra_tensors[name], t)
+    audio = EncoderSet.from_specs(after.config["encoders"], after.extra_tensors).audio
+    assert torch.equal(audio.parts[1].state_dict()["net.proj.weight"], load_file(cnn / "audio.safetensors")["net.proj.weight"])
+
+    with pytest.raises(SystemExit, match="neither an encoder folder"):
+        swap.main([str(source), str(benchmark), str(benchmark), str(tmp_path / "bad")])
+    assert not (tmp_path / "bad").exists()
