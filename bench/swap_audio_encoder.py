@@ -5,10 +5,11 @@ without rebuilding the model.
 
 ENCODERS: a `mcd pretrain-encoders` folder (its audio CNN is taken; `--visual-steps 0` skips the visual one);
 DATA: a `mcd synth` benchmark whose first 64 training clips set the join's standardisation, as pretraining does;
-OUT: the checkpoint with its audio encoder replaced by MusiCNN (`pool`) joined with that CNN. The model's weights are
+OUT: the checkpoint with its audio encoder replaced by its own MusiCNN part joined with that CNN. The model's weights are
 unchanged, so OUT must be fine-tuned on features from its own encoders before it is measured
-(`mcd extract --encoders OUT`, then `bench/faithfulness_pilot.py --checkpoint OUT`). Its `clue_quality` is
-dropped: the numbers belong to the source checkpoint. Results: docs/clues.md.
+(`mcd extract --encoders OUT`, then `bench/faithfulness_pilot.py --checkpoint OUT`). Its `clue_quality` and its
+out-of-domain calibration (`ood`, fitted on the old sound features) are dropped: they belong to the source
+checkpoint. Results: docs/clues.md.
 """
 import argparse
 import sys
@@ -19,8 +20,10 @@ from mcd.data.extract import load_encoders  # noqa: E402
 from mcd.encoders.labels import read_scenes  # noqa: E402
 from mcd.encoders.pretrain import join_pretrained  # noqa: E402
 from mcd.model.checkpoint import RESERVED_KEYS, load_checkpoint, save_checkpoint  # noqa: E402
+from mcd.serving.ood import TENSOR_PREFIX as OOD_PREFIX  # noqa: E402
 
 AUDIO_PREFIX = "encoders.audio."
+DROPPED = ("clue_quality", "ood")   # measured on, or fitted to, the source checkpoint's features
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,9 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     _, audio, report = join_pretrained(None, cnn, None, {**parts[0], "modality": "audio"}, scenes, args.data, args.T)
     print("join standardisation:", report)
 
-    tensors = {k: v for k, v in ckpt.extra_tensors.items() if not k.startswith(AUDIO_PREFIX)}
+    tensors = {k: v for k, v in ckpt.extra_tensors.items() if not k.startswith((AUDIO_PREFIX, OOD_PREFIX))}
     tensors.update({AUDIO_PREFIX + k: v.contiguous() for k, v in audio.state_dict().items()})
-    config = {k: v for k, v in ckpt.config.items() if k not in RESERVED_KEYS and k != "clue_quality"}
+    config = {k: v for k, v in ckpt.config.items() if k not in RESERVED_KEYS + DROPPED}
     config["encoders"] = {**config["encoders"], "audio": audio.spec()}
     save_checkpoint(args.out, ckpt.model, extra_config=config, extra_tensors=tensors, metrics=ckpt.metrics)
     print(f"wrote {args.out} (audio encoder {audio.spec()['digest']})")

@@ -404,7 +404,10 @@ def test_swapping_the_audio_cnn_keeps_the_model_and_the_picture(benchmark, tmp_p
     old_model = before.model.state_dict()
     assert all(torch.equal(t, old_model[k]) for k, t in after.model.state_dict().items())
     assert after.config["encoders"]["visual"] == before.config["encoders"]["visual"]
-    assert "clue_quality" in before.config and "clue_quality" not in after.config
+    for section in ("clue_quality", "ood"):
+        assert section in before.config and section not in after.config
+    assert any(k.startswith("ood.") for k in before.extra_tensors)
+    assert not any(k.startswith("ood.") for k in after.extra_tensors)
     for name, t in before.extra_tensors.items():
         if name.startswith("encoders.visual."):
             assert torch.equal(after.extra_tensors[name], t)
