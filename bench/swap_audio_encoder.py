@@ -17,12 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mcd.data.extract import load_encoders  # noqa: E402
-from mcd.encoders.labels import read_scenes  # noqa: E402
+from mcd.encoders.encoder_set import PREFIX as ENCODER_PREFIX  # noqa: E402
+from mcd.encoders.labels import SceneLabelError, read_scenes  # noqa: E402
 from mcd.encoders.pretrain import join_pretrained  # noqa: E402
 from mcd.model.checkpoint import RESERVED_KEYS, load_checkpoint, save_checkpoint  # noqa: E402
 from mcd.serving.ood import TENSOR_PREFIX as OOD_PREFIX  # noqa: E402
 
-AUDIO_PREFIX = "encoders.audio."
+AUDIO_PREFIX = f"{ENCODER_PREFIX}audio."
 DROPPED = ("clue_quality", "ood")   # measured on, or fitted to, the source checkpoint's features
 
 
@@ -33,10 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("data", type=Path, help="benchmark whose training clips fit the join's standardisation")
     p.add_argument("out", type=Path)
     p.add_argument("--join-clips", type=int, default=64)
-    p.add_argument("--T", type=int, default=10, help="segments per clip, as in extraction")
+    p.add_argument("--T", type=int, help="segments per clip (default: the checkpoint's, as extraction uses)")
     args = p.parse_args(argv)
 
     ckpt = load_checkpoint(args.checkpoint)
+    T = args.T or int(ckpt.config.get("T", ckpt.model.config.T))
     parts = ckpt.config["encoders"]["audio"].get("parts", [])
     if [q["backend"] for q in parts] != ["musicnn", "synth"]:
         raise SystemExit(f"{args.checkpoint}: the audio encoder is not MusiCNN joined with a synth CNN")
@@ -46,8 +48,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(str(e)) from None
     if cnn.spec()["backend"] != "synth":
         raise SystemExit(f"{args.encoders}: the audio encoder is {cnn.spec()['backend']}, not a synth CNN")
-    scenes = [s for s in read_scenes(args.data / "scenes.jsonl") if s.split == "train"][: args.join_clips]
-    _, audio, report = join_pretrained(None, cnn, None, {**parts[0], "modality": "audio"}, scenes, args.data, args.T)
+    try:
+        scenes = [s for s in read_scenes(args.data / "scenes.jsonl") if s.split == "train"][: args.join_clips]
+    except SceneLabelError as e:
+        raise SystemExit(str(e)) from None
+    _, audio, report = join_pretrained(None, cnn, None, {**parts[0], "modality": "audio"}, scenes, args.data, T)
     print("join standardisation:", report)
 
     tensors = {k: v for k, v in ckpt.extra_tensors.items() if not k.startswith((AUDIO_PREFIX, OOD_PREFIX))}

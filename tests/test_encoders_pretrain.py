@@ -416,4 +416,6 @@ def test_swapping_the_audio_cnn_keeps_the_model_and_the_picture(benchmark, tmp_p
 
     with pytest.raises(SystemExit, match="neither an encoder folder"):
         swap.main([str(source), str(benchmark), str(benchmark), str(tmp_path / "bad")])
+    with pytest.raises(SystemExit, match="does not exist; pass the folder written by `mcd synth`"):
+        swap.main([str(source), str(cnn), str(tmp_path / "no-data"), str(tmp_path / "bad")])
     assert not (tmp_path / "bad").exists()
