@@ -419,3 +419,21 @@ def test_swapping_the_audio_cnn_keeps_the_model_and_the_picture(benchmark, tmp_p
     with pytest.raises(SystemExit, match="does not exist; pass the folder written by `mcd synth`"):
         swap.main([str(source), str(cnn), str(tmp_path / "no-data"), str(tmp_path / "bad")])
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_audio_steps_recipe_changes_only_the_audio_cnns_pretraining():
+    """configs/synth-audio6000.json (docs/clues.md) is a controlled comparison with the shipped base recipe: the same
+    clips, model and training, only `pretrain.audio_steps` differs, and its features, encoders and runs go to their
+    own folders so neither run reads the other's cache."""
+    from mcd.training.recipe import load_recipe
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    base = load_recipe(root / "synth-default.json").to_dict()
+    longer = load_recipe(root / "synth-audio6000.json").to_dict()
+    assert longer["pretrain"]["audio_steps"] > base["pretrain"]["audio_steps"]
+    assert longer["data"]["root"] == base["data"]["root"] and longer["synth"] == base["synth"]
+    assert longer["model"] == base["model"] and longer["train"] == base["train"]
+    assert {k: v for k, v in longer["pretrain"].items() if k != "audio_steps"} == \
+        {k: v for k, v in base["pretrain"].items() if k != "audio_steps"}
+    own = (longer["data"]["features"], longer["encoders"], longer["out"])
+    assert not set(own) & {base["data"]["features"], base["encoders"], base["out"]}
