@@ -426,8 +426,9 @@ def test_the_audio_steps_recipe_changes_only_the_audio_cnns_pretraining():
     clips, model and training, only `pretrain.audio_steps` differs, and its features, encoders and runs go to their
     own folders so neither run reads the other's cache."""
     from mcd.training.recipe import load_recipe
+    from tests.conftest import ROOT
 
-    root = Path(__file__).resolve().parents[1] / "configs"
+    root = ROOT / "configs"
     base = load_recipe(root / "synth-default.json").to_dict()
     longer = load_recipe(root / "synth-audio6000.json").to_dict()
     assert longer["pretrain"]["audio_steps"] > base["pretrain"]["audio_steps"]
