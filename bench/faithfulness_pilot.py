@@ -4,7 +4,7 @@ see whether "where it looked" becomes what the answer needs.
     python bench/faithfulness_pilot.py OUT --data DIR --cache DIR [--checkpoint checkpoints/mcd-synth]
         [--lam 1] [--lam-rand 0] [--margin 1] [--epochs 1] [--lr 1e-4] [--no-frame-features]
         [--lam-context 0] [--lam-oracle 0] [--oracle-visual-only] [--lam-audio-context 0] [--lam-audio-oracle 0]
-        [--audio-baseline clip-mean|silence]
+        [--audio-baseline clip-mean|silence] [--referent-audio-detector]
 
 DIR: `mcd synth --splits train=0.9,val=0.1` clips with scene graphs; its features from the checkpoint's encoders
 (`mcd extract --encoders CHECKPOINT`). The loss: the top-k cells of a shown-like map (referent query maps of the
@@ -66,6 +66,9 @@ p.add_argument("--margin", type=float, default=1.0)
 p.add_argument("--no-frame-features", action="store_true",
                help="fine-tune with MCDConfig.frame_features off: the picture reaches the answer only through "
                     "attention over the patch tokens")
+p.add_argument("--referent-audio-detector", action="store_true",
+               help="fine-tune with grounding.referent_audio 'detector': the referent query listens with a sigmoid "
+                    "per second trained on the seconds its instrument sounds in, summed instead of averaged")
 args = p.parse_args()
 
 seed_everything(0)
@@ -74,6 +77,9 @@ ckpt = load_checkpoint(args.checkpoint)
 model = ckpt.model
 if args.no_frame_features:
     model.config.frame_features = False
+if args.referent_audio_detector:
+    model.config.extensions.grounding.referent_audio = "detector"
+    model.keywords.referent_query.audio_detector = True
 recipe = load_recipe(args.recipe, [f"data.root={args.data}", f"data.features={args.cache}",
                                    f"encoders={args.checkpoint}"])
 enc = load_encoders(recipe.encoders)

@@ -10,11 +10,11 @@ import json
 import pytest
 import torch
 
-from mcd.model.config import ConfigError, MCDConfig
+from mcd.model.config import ConfigError, GroundingConfig, MCDConfig
 from mcd.synth.grounding import GROUNDING_INSTRUMENTS, GroundingError, SceneGrounding
 from mcd.model import MCD
 from mcd.model.grounding import (GROUNDING_POSITIONS, GROUNDING_SCALARS, IGNORE, GroundingHead, GroundingTargets,
-                                 ReferentQuery, grounding_loss)
+                                 ReferentQuery, detector_loss, grounding_loss)
 from mcd.model.mcd import MCDInputError
 from mcd.synth.qa import candidates, keyword_referent
 from mcd.synth.scene import Player, Scene, Source, sample_scene
@@ -173,10 +173,11 @@ def test_grounded_answer_reads_the_head_and_only_the_keywords():
     assert not torch.allclose(after[0::2], before[0::2]) and torch.allclose(after[1::2], before[1::2], atol=1e-6)
 
 
-def test_referent_query_reads_each_questions_own_clip():
+@pytest.mark.parametrize("detector", [False, True])
+def test_referent_query_reads_each_questions_own_clip(detector):
     """Questions over several clips (clip_index) read the same as each question with its clip alone."""
     torch.manual_seed(0)
-    query = ReferentQuery(8, classes=3)
+    query = ReferentQuery(8, classes=3, audio_detector=detector)
     instrument = torch.softmax(torch.randn(5, 2, 3), dim=-1)
     visual, audio = torch.randn(3, 12, 8), torch.randn(3, 4, 8)
     index = torch.tensor([2, 0, 0, 1, 2])
@@ -218,6 +219,83 @@ def test_referent_query_finds_the_named_instruments_patch():
     with torch.no_grad():
         r_v, _ = query(instrument, visual, torch.zeros(256, 2, d))
     assert (read(r_v[:, 0]).argmax(-1) == target).float().mean() > 0.9   # chance: 1/9
+
+
+def test_referent_audio_detector_learns_the_seconds_its_instrument_sounds_in():
+    """`referent_audio` "detector": each second gets its own sigmoid, trained by `detector_loss` on the seconds the
+    named instrument sounds in, and what the query gathers is their weighted sum over T, so it shrinks when those
+    seconds are taken away (attention would re-normalise onto the seconds left)."""
+    torch.manual_seed(0)
+    d, C, T = 16, 3, 8
+    codes = torch.randn(C, d)                                  # what each instrument sounds like
+    query = ReferentQuery(d, C, audio_detector=True)
+    opt = torch.optim.Adam(query.parameters(), lr=0.01)
+
+    def batch(n: int):
+        sounding = torch.rand(n, C, T) < 0.5                                         # [n, C, T]
+        audio = 0.1 * torch.randn(n, T, d) + torch.einsum("nct,cd->ntd", sounding.float(), codes)
+        named = torch.randint(0, C, (n,))
+        instrument = torch.nn.functional.one_hot(named, C).float()[:, None]
+        segments = sounding[torch.arange(n), named].float()[:, None]                # [n, 1, T]
+        targets = GroundingTargets(instrument=named[:, None], position=torch.zeros(n, 1, dtype=torch.long),
+                                   scalars=torch.zeros(n, 1, len(GROUNDING_SCALARS)), segments=segments,
+                                   sounds=segments.amax(-1))
+        return audio, instrument, targets
+
+    mask = torch.ones(64, 1, dtype=torch.bool)
+    for _ in range(300):
+        audio, instrument, targets = batch(64)
+        _, _, _, w_a = query(instrument, torch.zeros(64, 2, d), audio, return_weights=True)
+        loss = detector_loss(w_a, targets, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    audio, instrument, targets = batch(256)
+    with torch.no_grad():
+        _, r_a, _, w_a = query(instrument, torch.zeros(256, 2, d), audio, return_weights=True)
+        assert ((w_a > 0.5) == (targets.segments > 0.5)).float().mean() > 0.9   # chance: 0.5
+        assert not torch.allclose(w_a.sum(-1), torch.ones(256, 1))              # not a distribution
+        # gathered = gate * Σ_t w_t audio_t / T
+        g_a = (w_a @ audio) / T
+        assert torch.allclose(r_a, g_a * query.gate_audio(instrument), atol=1e-5)
+        # silencing the seconds it fires on (zeros) shrinks what it gathers more than silencing as many others
+        fired = w_a[:, 0] > 0.5
+        quiet = torch.where(fired[..., None], 0.0, audio)
+        others = torch.stack([torch.randperm(T) for _ in range(256)]).argsort(1) < fired.sum(1, keepdim=True)
+        random_quiet = torch.where(others[..., None], 0.0, audio)
+        _, r_fired = query(instrument, torch.zeros(256, 2, d), quiet)
+        _, r_random = query(instrument, torch.zeros(256, 2, d), random_quiet)
+        drop_fired = (r_a - r_fired).norm(dim=-1)
+        drop_random = (r_a - r_random).norm(dim=-1)
+        assert (drop_fired > drop_random).float().mean() > 0.9
+
+
+def test_referent_audio_detector_config_and_loss():
+    """The option needs the referent query, refuses unknown values, and adds `detector_loss` to the grounding
+    loss, which then reaches the query's audio projection."""
+    with pytest.raises(ConfigError, match="referent_audio must be one of"):
+        GroundingConfig(enabled=True, classes=5, referent_query=True, referent_audio="max").validate()
+    with pytest.raises(ConfigError, match="referent_audio needs grounding.referent_query"):
+        GroundingConfig(enabled=True, classes=5, referent_audio="detector").validate()
+    losses = {}
+    for mode in ("attention", "detector"):
+        cfg = small_config(object_clues=True, object_grounding=True, grounding_classes=5, referent_query=True)
+        cfg.extensions.grounding.referent_audio = mode
+        torch.manual_seed(0)
+        model = MCD(cfg)
+        assert model.keywords.referent_query.audio_detector == (mode == "detector")
+        model.eval()
+        inputs = make_batch(cfg)
+        t = targets_for(cfg, 4, inputs["objects"].shape[1])
+        out = model(**inputs, grounding=t)
+        losses[mode] = out.losses["grounding"]
+        if mode == "detector":
+            w_a = out.object_clues["referent_audio"]
+            expected = sum(grounding_loss(r, t) for r in head_outputs(model, inputs))
+            assert torch.allclose(losses[mode], expected + detector_loss(w_a, t, inputs["objects_mask"]), atol=1e-5)
+            out.loss.backward()
+            assert model.keywords.referent_query.q_audio.weight.grad.abs().sum() > 0
+    assert not torch.allclose(losses["attention"], losses["detector"])
 
 
 def test_referent_query_adds_a_second_reading():

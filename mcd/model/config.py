@@ -170,6 +170,9 @@ class MCDConfig:
         return cls.from_dict(data)
 
 
+REFERENT_AUDIO = ("attention", "detector")
+
+
 @dataclass
 class GroundingConfig:
     """Keyword grounding and what is built on it (mcd.model.keywords). It needs, in training, what every keyword
@@ -180,6 +183,9 @@ class GroundingConfig:
     classes: int = 0                       # instrument classes of the head (set by training from the data)
     loss_weight: float = 1.0
     referent_query: bool = False           # the instrument a keyword names looks up patches and audio again
+    # how that query reads the audio: "attention" (a softmax over the seconds) or "detector" (an independent
+    # sigmoid per second, trained on the seconds the referent sounds in; what it gathers is their sum over T)
+    referent_audio: str = "attention"
     grounded_answer: bool = False          # the pooled question adds the head's read-outs, one map per slot
     expert: bool = False                   # a second answerer on the question + read-outs; log-probs join
     comparator: bool = False               # the expert weighs loudness/rhythm/onset/length read-outs into yes/no
@@ -198,6 +204,11 @@ class GroundingConfig:
         for name in ("referent_query", "grounded_answer", "expert"):
             if getattr(self, name) and not self.enabled:
                 raise ConfigError(f"grounding.{name} needs grounding.enabled (it reads the grounding head's output)")
+        if self.referent_audio not in REFERENT_AUDIO:
+            raise ConfigError(f"grounding.referent_audio must be one of {', '.join(REFERENT_AUDIO)}, "
+                              f"got {self.referent_audio!r}")
+        if self.referent_audio != "attention" and not self.referent_query:
+            raise ConfigError("grounding.referent_audio needs grounding.referent_query (it is how that query listens)")
         if self.comparator and not self.expert:
             raise ConfigError("grounding.comparator needs grounding.expert (it is part of the expert)")
         if self.enabled and self.classes < 1:

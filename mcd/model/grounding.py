@@ -107,8 +107,9 @@ class ReferentQuery(nn.Module):
     gate), so the head can keep the named instrument's loudness out of the mixture's features.
     """
 
-    def __init__(self, d: int, classes: int):
+    def __init__(self, d: int, classes: int, audio_detector: bool = False):
         super().__init__()
+        self.audio_detector = audio_detector
         self.query = nn.Sequential(nn.Linear(classes, d), nn.LayerNorm(d))
         self.q_visual = nn.Linear(d, d)
         self.q_audio = nn.Linear(d, d)
@@ -116,22 +117,28 @@ class ReferentQuery(nn.Module):
         self.gate_audio = nn.Linear(classes, d)
 
     @staticmethod
-    def _lookup(q: torch.Tensor, context: torch.Tensor,
-                clip_index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _lookup(q: torch.Tensor, context: torch.Tensor, clip_index: torch.Tensor | None,
+                detector: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """q [B,K,d] reads context [B|1|V,N,d] (row clip_index[i] for query i when given) -> (what it gathered
-        [B,K,d], where it looked [B,K,N]); the weights are the demo's referent-query clues."""
+        [B,K,d], where it looked [B,K,N]); the weights are the demo's referent-query clues. Attention weights sum
+        to 1 over N; with `detector` each is an independent sigmoid and the gathered vector is Σ w·context / N,
+        so it shrinks when the context tokens the query fires on are taken away instead of re-normalising."""
         if clip_index is not None:  # each clip's keywords read it in one product (no per-question copy)
             groups = ClipGroups(clip_index)
-            parts = [ReferentQuery._lookup(q_clip, context[c:c + 1], None)
+            parts = [ReferentQuery._lookup(q_clip, context[c:c + 1], None, detector)
                      for c, q_clip in zip(groups.clips, groups.split(q))]
             return groups.merge([g for g, _ in parts]), groups.merge([w for _, w in parts])
         if context.shape[0] == 1 and q.shape[0] > 1:
             B, K, d = q.shape
-            gathered, weights = ReferentQuery._lookup(q.reshape(1, B * K, d), context, None)
+            gathered, weights = ReferentQuery._lookup(q.reshape(1, B * K, d), context, None, detector)
             return gathered.view(B, K, d), weights.view(B, K, -1)
         if context.shape[0] != q.shape[0]:
             context = context.expand(q.shape[0], -1, -1)
-        weights = (q @ context.transpose(1, 2) / math.sqrt(q.shape[-1])).softmax(dim=-1)
+        scores = q @ context.transpose(1, 2) / math.sqrt(q.shape[-1])
+        if detector:
+            weights = scores.sigmoid()
+            return weights @ context / context.shape[1], weights
+        weights = scores.softmax(dim=-1)
         return weights @ context, weights
 
     def forward(self, instrument: torch.Tensor, visual: torch.Tensor, audio: torch.Tensor,
@@ -141,7 +148,7 @@ class ReferentQuery(nn.Module):
         where it looked, [B,K,N] and [B,K,T] (the same softmax, so returning it changes nothing computed)."""
         q = self.query(instrument)
         g_v, w_v = self._lookup(self.q_visual(q), visual, clip_index)
-        g_a, w_a = self._lookup(self.q_audio(q), audio, clip_index)
+        g_a, w_a = self._lookup(self.q_audio(q), audio, clip_index, self.audio_detector)
         r_v, r_a = g_v * self.gate_visual(instrument), g_a * self.gate_audio(instrument)
         return (r_v, r_a, w_v, w_a) if return_weights else (r_v, r_a)
 
@@ -199,6 +206,15 @@ class GroundedExpert(nn.Module):
             t = (weights * referents * self.scalar_mask).sum(dim=(1, 2))
             logits = logits + t[:, None] * self.answer_sign
         return logits
+
+
+def detector_loss(weights: torch.Tensor, targets: GroundingTargets, o_mask: torch.Tensor) -> torch.Tensor:
+    """BCE of the referent query's per-second sigmoids weights [B,K,T] (`referent_audio` "detector") against the
+    fraction of each second the keyword's referent sounds in, over the real keywords that name something."""
+    keep = targets.has_referent & o_mask
+    if not bool(keep.any()):
+        return weights.sum() * 0.0
+    return F.binary_cross_entropy(weights[keep].clamp(1e-6, 1 - 1e-6), targets.segments[keep])
 
 
 def grounding_loss(raw: tuple[torch.Tensor, ...], targets: GroundingTargets) -> torch.Tensor:

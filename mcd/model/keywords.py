@@ -23,7 +23,7 @@ import torch.nn as nn
 from mcd.model.aggregator import BranchOutput
 from mcd.model.config import MCDConfig
 from mcd.model.grounding import (GroundedExpert, GroundingHead, GroundingTargets, ReferentQuery,
-                                 grounding_loss)
+                                 detector_loss, grounding_loss)
 from mcd.model.slots import MAX_OBJECT_SLOTS, object_slots, read_slots
 from mcd.task.questions import per_type_table
 from mcd.task.vocab import answer_to_index
@@ -65,7 +65,7 @@ class KeywordExtensions(nn.Module):
         if g.enabled:
             self.grounding = GroundingHead(d, g.classes, cfg.T)
             if g.referent_query:
-                self.referent_query = ReferentQuery(d, g.classes)
+                self.referent_query = ReferentQuery(d, g.classes, g.referent_audio == "detector")
             if g.grounded_answer:
                 w = self.referent_width
                 self.referent_readout = nn.Parameter(torch.randn(MAX_OBJECT_SLOTS, w, d) / math.sqrt(w))
@@ -135,7 +135,10 @@ class KeywordExtensions(nn.Module):
         if tuple(targets.position.shape) != tuple(o_mask.shape):
             raise ValueError(f"grounding targets must be [B, K] = {tuple(o_mask.shape)}, "
                              f"got {tuple(targets.position.shape)}")
-        return sum(grounding_loss(raw, targets) for raw in readings.raw)
+        loss = sum(grounding_loss(raw, targets) for raw in readings.raw)
+        if self.cfg.extensions.grounding.referent_audio == "detector" and readings.referent_weights is not None:
+            loss = loss + detector_loss(readings.referent_weights[1], targets, o_mask)
+        return loss
 
     # -- pieces used by training and calibration ---------------------------------------------------------------
     def expert_weights(self, question_type: torch.Tensor | None, B: int, device: torch.device) -> torch.Tensor:
