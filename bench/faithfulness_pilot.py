@@ -4,7 +4,7 @@ see whether "where it looked" becomes what the answer needs.
     python bench/faithfulness_pilot.py OUT --data DIR --cache DIR [--checkpoint checkpoints/mcd-synth]
         [--lam 1] [--lam-rand 0] [--margin 1] [--epochs 1] [--lr 1e-4] [--no-frame-features]
         [--lam-context 0] [--lam-oracle 0] [--oracle-visual-only] [--lam-audio-context 0] [--lam-audio-oracle 0]
-        [--audio-baseline clip-mean|silence] [--referent-audio-detector]
+        [--audio-baseline clip-mean|silence] [--lam-audio-rrr 0] [--referent-audio-detector]
 
 DIR: `mcd synth --splits train=0.9,val=0.1` clips with scene graphs; its features from the checkpoint's encoders
 (`mcd extract --encoders CHECKPOINT`). The loss: the top-k cells of a shown-like map (referent query maps of the
@@ -15,8 +15,9 @@ use the scene graphs instead of a map, on questions whose keywords name visible 
 3-24 random cells outside those players replaced by the clip mean) teaches the answer to ignore the rest of the
 picture, and softplus(lo_players - lo + margin) asks it to fall when the players' own cells are the clip mean;
 `--lam-audio-*` do the same with the seconds a named source sounds in, set to the clip mean or, with
-`--audio-baseline silence`, muted. `--lam 0` without the others is the control
-(the same fine-tune without them). `--no-frame-features` fine-tunes the model with its visual segment
+`--audio-baseline silence`, muted; `--lam-audio-rrr` penalises the answer's input gradient on the seconds no named
+source sounds in (the log-odds change of setting one to that baseline, linearised, squared). `--lam 0` without the
+others is the control (the same fine-tune without them). `--no-frame-features` fine-tunes the model with its visual segment
 tokens emptied (MCDConfig.frame_features), so the picture reaches the answer only through the patch tokens.
 Writes OUT as a checkpoint (the source's config, encoders and ood kept) for `bench/clues.py --checkpoint OUT`. Results: docs/clues.md.
 """
@@ -56,6 +57,9 @@ p.add_argument("--lam-audio-context", type=float, default=0.0,
                help="weight of KL(answer | answer with the seconds no named source sounds in deleted)")
 p.add_argument("--lam-audio-oracle", type=float, default=0.0,
                help="weight of the margin loss on deleting the seconds a named source sounds in")
+p.add_argument("--lam-audio-rrr", type=float, default=0.0,
+               help="weight of the input-gradient penalty on the seconds no named source sounds in: the gold "
+                    "answer's log-odds change, linearised, when one such second becomes the --audio-baseline, squared")
 p.add_argument("--audio-baseline", default="clip-mean", choices=("clip-mean", "silence"),
                help="what the --lam-audio-* terms turn deleted seconds into: the clip's mean second, or the audio "
                     "encoders' features of a silent second (bench/clues.py --sound-baseline)")
@@ -141,7 +145,7 @@ def weighted_mean(x, w):
 
 PLAYER_CELLS = named_player_cells(records["train"], grounding, 49) if args.lam_context or args.lam_oracle else {}
 SOUNDING = (named_sounding_seconds(records["train"], grounding)
-            if args.lam_audio_context or args.lam_audio_oracle else {})
+            if args.lam_audio_context or args.lam_audio_oracle or args.lam_audio_rrr else {})
 if SOUNDING:
     print(f"{len(SOUNDING)} of {len(records['train'])} training questions name a sounding source", flush=True)
 SILENT = (enc.audio.encode(torch.zeros(1, 16000)).float()[None] if args.audio_baseline == "silence" else None)
@@ -255,6 +259,27 @@ for epoch in range(args.epochs):
                 l_actx, l_aor = weighted_mean(kl, silent), weighted_mean(margin, AUDIO_TYPES[qt].float())
                 loss = loss + args.lam_audio_context * l_actx + args.lam_audio_oracle * l_aor
                 for key, v in (("actx", l_actx), ("aoracle", l_aor), ("drop_sounding", drop_del.mean())):
+                    sums[key] = sums.get(key, 0.0) + float(v.detach())
+        if args.lam_audio_rrr > 0:
+            found = scene_rows(batch, inputs, SOUNDING)
+            if found:
+                idx, sounding, visual_q, audio_q = found
+                keep = AUDIO_TYPES[inputs["question_type"][idx].clamp(min=0)]
+                idx, sounding, visual_q, audio_q = idx[keep], sounding[keep], visual_q[keep], audio_q[keep]
+            if found and len(idx):
+                audio_in = audio_q.detach().clone().requires_grad_(True)
+                rest = {key: v[idx] for key, v in inputs.items() if key in TEXT_INPUTS}
+                lo = log_odds(model(visual=visual_q, audio=audio_in, **rest).logits, inputs["labels"][idx])
+                grad, = torch.autograd.grad(lo.sum(), audio_in, create_graph=True)
+                # the log-odds drop of setting second t to the baseline (clip mean or silence), linearised: [n,T]
+                base = audio_in.mean(dim=1, keepdim=True) if SILENT is None else SILENT
+                drop = (grad * (audio_in - base)).sum(-1)
+                silent = (~sounding).float()
+                l_rrr = ((drop ** 2) * silent).sum() / silent.sum().clamp(min=1)
+                loss = loss + args.lam_audio_rrr * l_rrr
+                share = (drop.clamp(min=0) * sounding).sum(1) / drop.clamp(min=0).sum(1).clamp(min=1e-6)
+                for key, v in (("rrr", l_rrr), ("drop_in", (drop * sounding).sum(1).mean()),
+                               ("share_in", share.mean()), ("base_in", sounding.float().mean())):
                     sums[key] = sums.get(key, 0.0) + float(v.detach())
         sums["loss"] = sums.get("loss", 0.0) + float(out.loss.detach())
         opt.zero_grad(set_to_none=True)
