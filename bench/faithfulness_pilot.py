@@ -17,8 +17,8 @@ picture, and softplus(lo_players - lo + margin) asks it to fall when the players
 `--lam-audio-*` do the same with the seconds a named source sounds in, set to the clip mean or, with
 `--audio-baseline silence`, muted; `--lam-audio-rrr` penalises the answer's input gradient on the seconds no named
 source sounds in (the log-odds change of setting one to that baseline, linearised, squared). `--lam 0` without the
-others is the control (the same fine-tune without them). `--no-frame-features` fine-tunes the model with its visual segment
-tokens emptied (MCDConfig.frame_features), so the picture reaches the answer only through the patch tokens.
+others is the control (the same fine-tune without them). `--no-frame-features` fine-tunes the model with its visual
+segment tokens emptied (MCDConfig.frame_features), so the picture reaches the answer only through the patch tokens.
 Writes OUT as a checkpoint (the source's config, encoders and ood kept) for `bench/clues.py --checkpoint OUT`. Results: docs/clues.md.
 """
 import argparse

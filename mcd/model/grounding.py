@@ -145,7 +145,8 @@ class ReferentQuery(nn.Module):
                 clip_index: torch.Tensor | None = None, return_weights: bool = False):
         """instrument [B,K,C] (probabilities), visual [.,N,d] patch (or segment) tokens, audio [.,T,d] segment
         tokens -> what each keyword's instrument gathers from each, [B,K,d] twice; with `return_weights` also
-        where it looked, [B,K,N] and [B,K,T] (the same softmax, so returning it changes nothing computed)."""
+        where it looked, [B,K,N] and [B,K,T] (the weights it read with, so returning them changes nothing
+        computed)."""
         q = self.query(instrument)
         g_v, w_v = self._lookup(self.q_visual(q), visual, clip_index)
         g_a, w_a = self._lookup(self.q_audio(q), audio, clip_index, self.audio_detector)
