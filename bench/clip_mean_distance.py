@@ -6,7 +6,7 @@ bench/clues.py deletes a second by replacing its audio features with the clip's 
 sounds in most of the clip, the mean second is mostly that source, so its sounding seconds may sit closer to the
 mean than its silent ones: deleting them then changes the input less than deleting the seconds the temporal test
 counts as wrong. This prints, per (clip, named source) pair whose source sounds in 5-95% of the clip (the temporal
-test's population), whether the sounding seconds (>= half the second) are on average closer to the clip mean than
+test's filter, applied to every named source rather than to questions naming one), whether the sounding seconds (>= half the second) are on average closer to the clip mean than
 the silent ones, split at a sounding share of one half. DIR: `mcd synth` clips with scene graphs and their
 features (`mcd extract --encoders ...`). Results: docs/clues.md.
 """
@@ -30,9 +30,10 @@ def pairs(records, grounding, load) -> list[tuple[float, float, float]]:
             a = grounding.attributes(r.video_id, word)
             if a is None or a["sounds"] <= 0 or (r.video_id, word) in seen:
                 continue
-            sounding = torch.as_tensor(a["segments"]) >= 0.5
-            share = float(sounding.float().mean())
-            if not 0.05 < share < 0.95:
+            segments = torch.as_tensor(a["segments"])
+            share = float(segments.mean())          # bench/clues.py's temporal filter: the mean sounding fraction
+            sounding = segments >= 0.5
+            if not 0.05 < share < 0.95 or sounding.all() or not sounding.any():
                 continue
             seen.add((r.video_id, word))
             audio = load(r.video_id)["audio"].float()
