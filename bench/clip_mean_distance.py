@@ -48,7 +48,13 @@ def main() -> None:
     p.add_argument("--cache", type=Path, required=True)
     p.add_argument("--split", default="train")
     args = p.parse_args()
-    records = load_annotations(args.data / f"avqa-{args.split}.json")
+    annotations = args.data / f"avqa-{args.split}.json"
+    for path, what in ((annotations, "the split's questions (mcd synth --out DIR)"),
+                       (args.data / "scenes.jsonl", "the scene graphs (mcd synth --out DIR)"),
+                       (args.cache, "the features (mcd extract --cache DIR)")):
+        if not path.exists():
+            p.error(f"{path} not found: {what}")
+    records = load_annotations(annotations)
     grounding = SceneGrounding.from_benchmark(args.data, T=10)
     rows = torch.tensor(pairs(records, grounding, FeatureCache(args.cache).load))
     print(f"{args.data} ({args.split}): {len(rows)} (clip, named source) pairs sounding in 5-95% of the clip\n")
